@@ -1,0 +1,23 @@
+//! Compiles the protobuf definitions with `protox` (pure Rust), so no system `protoc` is needed.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "google/v1/profile.proto",
+    "types/v1/types.proto",
+    "push/v1/push.proto",
+    "querier/v1/querier.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("protos");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
+    let fds = protox::compile(&files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .bytes(".push.v1.RawSample.raw_profile")
+        .compile_fds(fds)?;
+    Ok(())
+}

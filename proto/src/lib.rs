@@ -1,0 +1,45 @@
+//! Wire types for every protobuf protocol stackdrift speaks.
+//!
+//! ```text
+//!   protos/*.proto ──(build.rs: protox → tonic-prost-build)──▶ OUT_DIR/*.rs ──▶ these modules
+//! ```
+//!
+//! * [`pprof`] (= [`perftools::profiles`]), the pprof profile format.
+//! * [`types`]: Pyroscope `types.v1` (labels, series, profile types).
+//! * [`push`]: Pyroscope `push.v1.PusherService` (what SDKs push to).
+//! * [`querier`]: Pyroscope `querier.v1.QuerierService` (what Grafana queries).
+//!
+//! OTLP profile types come from the `opentelemetry-proto` crate, not from here.
+
+#![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![allow(clippy::all)]
+
+/// `perftools.profiles`: pprof. Also re-exported as [`pprof`].
+pub mod perftools {
+    pub mod profiles {
+        include!(concat!(env!("OUT_DIR"), "/perftools.profiles.rs"));
+    }
+}
+
+/// Pyroscope `types.v1`.
+pub mod types {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/types.v1.rs"));
+    }
+}
+
+/// Pyroscope `push.v1`.
+pub mod push {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
+    }
+}
+
+/// Pyroscope `querier.v1`.
+pub mod querier {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/querier.v1.rs"));
+    }
+}
+
+pub use perftools::profiles as pprof;

@@ -1,0 +1,23 @@
+//! Table access: the Delta Lake tables on object storage that every role shares.
+//!
+//! ```text
+//!  ingester ──[TenantProfile]──▶ Store::append ──▶ stacks  (new stacks only, one commit)
+//!                                             └──▶ samples (all rows, one atomic commit)
+//!                                                    │
+//!  querier / detector ◀── SessionContext ◀── Store::register (samples, stacks_raw, stacks view)
+//!  compactor ◀────────── Store::table (optimize, vacuum, delete)
+//! ```
+//!
+//! Tables live under one storage URL (`file://`, `s3://`, `gs://`, `az://`): `<url>/samples`
+//! and `<url>/stacks`. Schemas and the commit protocol are described in
+//! `docs/ARCHITECTURE.md`.
+
+pub mod config;
+pub mod error;
+pub mod schema;
+pub mod store;
+
+pub use config::StorageConfig;
+pub use error::StorageError;
+pub use schema::TenantProfile;
+pub use store::{AppendStats, Store};

@@ -1,0 +1,374 @@
+//! Opening, appending to and registering the Delta tables.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::StructField;
+use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use stackdrift_model::stack::stack_id_to_i64;
+use tokio::sync::Mutex;
+use tracing::{debug, info};
+use url::Url;
+
+use crate::config::StorageConfig;
+use crate::error::StorageError;
+use crate::schema::{
+    SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow, TenantProfile,
+    label_columns, samples_batch, samples_head, samples_schema, samples_tail, stacks_batch,
+    stacks_schema,
+};
+
+/// How many times a commit is retried when another writer committed first.
+const COMMIT_RETRIES: usize = 100;
+
+/// What one [`Store::append`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendStats {
+    /// Rows appended to `samples`.
+    pub samples: usize,
+    /// New rows appended to `stacks`.
+    pub stacks: usize,
+    /// Version of `samples` after the commit (`None` when nothing was written).
+    pub samples_version: Option<u64>,
+}
+
+/// Handle on the tables of one storage URL. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Store {
+    config: StorageConfig,
+    samples: Mutex<DeltaTable>,
+    stacks: Mutex<DeltaTable>,
+    /// Stack IDs known to be in `stacks`, per (tenant, service), loaded on first use.
+    known_stacks: Mutex<HashMap<(String, String), HashSet<i64>>>,
+}
+
+impl Store {
+    /// Opens the tables under `config`, creating any that do not exist yet.
+    pub async fn open(config: StorageConfig) -> Result<Arc<Self>, StorageError> {
+        let samples = open_or_create(
+            &config,
+            SAMPLES,
+            &samples_schema(std::iter::empty()),
+            &SAMPLES_PARTITIONS,
+        )
+        .await?;
+        let stacks = open_or_create(&config, STACKS, &stacks_schema(), &STACKS_PARTITIONS).await?;
+        info!(url = %config.url, samples_version = ?samples.version(), stacks_version = ?stacks.version(), "opened tables");
+        Ok(Arc::new(Self {
+            config,
+            samples: Mutex::new(samples),
+            stacks: Mutex::new(stacks),
+            known_stacks: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// Appends `profiles`: first the stacks not yet stored (one commit), then all samples (one
+    /// atomic commit). A crash between the two leaves only unreferenced stacks behind, which
+    /// readers never see through samples; samples never reference a missing stack.
+    pub async fn append(&self, profiles: &[TenantProfile]) -> Result<AppendStats, StorageError> {
+        let mut stats = AppendStats::default();
+        if profiles.iter().all(|p| p.profile.series.is_empty()) {
+            return Ok(stats);
+        }
+        stats.stacks = self.append_stacks(profiles).await?;
+
+        let mut table = self.samples.lock().await;
+        let mut labels: Vec<String> = current_label_columns(&table)?;
+        let new: Vec<String> = label_columns(profiles)
+            .into_iter()
+            .filter(|l| !labels.contains(l))
+            .collect();
+        labels.extend(new.iter().cloned());
+        let schema = samples_schema(labels.iter().map(String::as_str));
+        let batch = samples_batch(profiles, &schema)?;
+        stats.samples = batch.num_rows();
+        let mut write = table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
+            .with_target_file_size(NonZeroU64::new(128 << 20))
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_max_retries(COMMIT_RETRIES),
+            );
+        if !new.is_empty() {
+            // New label keys grow the schema; older files read the new columns as NULL.
+            debug!(columns = ?new, "adding label columns");
+            write = write.with_schema_mode(SchemaMode::Merge);
+        }
+        *table = write.await.map_err(StorageError::delta(SAMPLES))?;
+        stats.samples_version = table.version();
+        Ok(stats)
+    }
+
+    async fn append_stacks(&self, profiles: &[TenantProfile]) -> Result<usize, StorageError> {
+        let mut known = self.known_stacks.lock().await;
+        let mut rows: Vec<StackRow<'_>> = Vec::new();
+        let mut added: Vec<((String, String), i64)> = Vec::new();
+        for tp in profiles {
+            // Which service each stack belongs to: every series naming it.
+            let mut by_stack: HashMap<u64, HashSet<&str>> = HashMap::new();
+            for s in &tp.profile.series {
+                for (id, _) in &s.samples {
+                    by_stack
+                        .entry(*id)
+                        .or_default()
+                        .insert(s.labels.service_name());
+                }
+            }
+            for stack in &tp.profile.stacks {
+                let Some(services) = by_stack.get(&stack.id) else {
+                    continue;
+                };
+                for service in services {
+                    let key = (tp.tenant.clone(), (*service).to_owned());
+                    if !known.contains_key(&key) {
+                        let ids = self.load_stack_ids(&key.0, &key.1).await?;
+                        known.insert(key.clone(), ids);
+                    }
+                    let set = known.entry(key.clone()).or_default();
+                    let id = stack_id_to_i64(stack.id);
+                    if set.insert(id) {
+                        added.push((key, id));
+                        rows.push(StackRow {
+                            tenant: &tp.tenant,
+                            service_name: service,
+                            id: stack.id,
+                            frames: &stack.frames,
+                        });
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch = stacks_batch(&rows)?;
+        let mut table = self.stacks.lock().await;
+        let result = table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_max_retries(COMMIT_RETRIES),
+            )
+            .await;
+        match result {
+            Ok(t) => {
+                *table = t;
+                Ok(rows.len())
+            }
+            Err(e) => {
+                // Not written: forget the IDs so the next attempt writes them again.
+                for (key, id) in added {
+                    if let Some(set) = known.get_mut(&key) {
+                        set.remove(&id);
+                    }
+                }
+                Err(StorageError::Delta {
+                    table: STACKS,
+                    source: e,
+                })
+            }
+        }
+    }
+
+    async fn load_stack_ids(
+        &self,
+        tenant: &str,
+        service: &str,
+    ) -> Result<HashSet<i64>, StorageError> {
+        let ctx = SessionContext::new();
+        let mut table = self.stacks.lock().await;
+        table
+            .update_incremental(None)
+            .await
+            .map_err(StorageError::delta(STACKS))?;
+        register_table(&ctx, &table, "stacks_raw").await?;
+        drop(table);
+        let df = ctx
+            .table("stacks_raw")
+            .await?
+            .filter(
+                datafusion::prelude::col("tenant")
+                    .eq(datafusion::prelude::lit(tenant))
+                    .and(datafusion::prelude::col("service_name").eq(datafusion::prelude::lit(service))),
+            )?
+            .select_columns(&["stack_id"])?;
+        let mut ids = HashSet::new();
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.try_next().await? {
+            let col = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .ok_or_else(|| StorageError::Internal("stack_id is not Int64".into()))?;
+            ids.extend(col.values().iter().copied());
+        }
+        debug!(tenant, service, stacks = ids.len(), "loaded known stack ids");
+        Ok(ids)
+    }
+
+    /// Brings both tables up to their latest versions and registers them in `ctx` as
+    /// `samples` and `stacks_raw`, plus the view `stacks` (deduplicated by stack ID: two
+    /// ingesters may both write a new stack before compaction merges the copies).
+    pub async fn register(&self, ctx: &SessionContext) -> Result<(), StorageError> {
+        {
+            let mut samples = self.samples.lock().await;
+            samples
+                .update_incremental(None)
+                .await
+                .map_err(StorageError::delta(SAMPLES))?;
+            register_table(ctx, &samples, SAMPLES).await?;
+        }
+        {
+            let mut stacks = self.stacks.lock().await;
+            stacks
+                .update_incremental(None)
+                .await
+                .map_err(StorageError::delta(STACKS))?;
+            register_table(ctx, &stacks, "stacks_raw").await?;
+        }
+        let view = ctx
+            .sql(
+                "SELECT tenant, service_name, stack_id, \
+                 first_value(frames) AS frames, first_value(leaf) AS leaf, \
+                 first_value(functions) AS functions, first_value(depth) AS depth \
+                 FROM stacks_raw GROUP BY tenant, service_name, stack_id",
+            )
+            .await?
+            .into_view();
+        ctx.deregister_table(STACKS)?;
+        ctx.register_table(STACKS, view)?;
+        Ok(())
+    }
+
+    /// A snapshot of a table handle (for maintenance operations such as optimize and vacuum),
+    /// brought up to date first.
+    pub async fn table(&self, name: &str) -> Result<DeltaTable, StorageError> {
+        let (lock, label) = match name {
+            SAMPLES => (&self.samples, SAMPLES),
+            STACKS => (&self.stacks, STACKS),
+            other => return Err(StorageError::Internal(format!("unknown table {other}"))),
+        };
+        let mut t = lock.lock().await;
+        t.update_incremental(None)
+            .await
+            .map_err(StorageError::delta(label))?;
+        Ok(t.clone())
+    }
+}
+
+async fn register_table(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    name: &str,
+) -> Result<(), StorageError> {
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(StorageError::delta(SAMPLES))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .build()
+}
+
+/// Label columns currently in the `samples` table, in table order.
+fn current_label_columns(table: &DeltaTable) -> Result<Vec<String>, StorageError> {
+    let fixed: HashSet<String> = samples_head()
+        .iter()
+        .chain(samples_tail().iter())
+        .map(|f| f.name().clone())
+        .collect();
+    let schema = table
+        .snapshot()
+        .map_err(StorageError::delta(SAMPLES))?
+        .schema();
+    Ok(schema
+        .fields()
+        .map(|f| f.name().clone())
+        .filter(|n| !fixed.contains(n))
+        .collect())
+}
+
+async fn open_or_create(
+    config: &StorageConfig,
+    name: &'static str,
+    schema: &arrow::datatypes::SchemaRef,
+    partitions: &[&str],
+) -> Result<DeltaTable, StorageError> {
+    let url: Url = config.table_url(name)?;
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(StorageError::delta(name))?
+        .with_storage_options(config.options.clone())
+        .build()
+        .map_err(StorageError::delta(name))?;
+    match table.load().await {
+        Ok(()) => return Ok(table),
+        Err(DeltaTableError::NotATable(_)) => {}
+        Err(e) => return Err(StorageError::Delta { table: name, source: e }),
+    }
+    let fields: Vec<StructField> = schema
+        .fields()
+        .iter()
+        .map(|f| StructField::try_from_arrow(f.as_ref()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StorageError::Internal(format!("schema of {name}: {e}")))?;
+    let created = table
+        .create()
+        .with_table_name(name)
+        .with_columns(fields)
+        .with_partition_columns(partitions.iter().copied())
+        .with_save_mode(SaveMode::Ignore)
+        .with_configuration_property(
+            deltalake::TableProperty::CheckpointInterval,
+            Some("20"),
+        )
+        .await;
+    match created {
+        Ok(t) => {
+            info!(table = name, %url, "created table");
+            Ok(t)
+        }
+        Err(e) => {
+            // Another process may have created it at the same moment: load what it made.
+            let mut again = DeltaTableBuilder::from_url(url)
+                .map_err(StorageError::delta(name))?
+                .with_storage_options(config.options.clone())
+                .build()
+                .map_err(StorageError::delta(name))?;
+            if again.load().await.is_ok() {
+                return Ok(again);
+            }
+            Err(StorageError::Delta {
+                table: name,
+                source: e,
+            })
+        }
+    }
+}
