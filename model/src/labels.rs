@@ -212,7 +212,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for bad in ["1abc", "a-b", "a.b", "", "ünï", "__x__", "time", "stack_id", "day"] {
+        for bad in [
+            "1abc", "a-b", "a.b", "", "ünï", "__x__", "time", "stack_id", "day",
+        ] {
             let err = labels(&[("service_name", "api"), (bad, "v")]).unwrap_err();
             assert!(
                 matches!(

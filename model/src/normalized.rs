@@ -162,7 +162,9 @@ mod tests {
     #[test]
     fn merges_equal_stacks_and_truncates_deep_ones() {
         let labels = Labels::new([("service_name", "s")], &LabelLimits::default()).unwrap();
-        let pt: ProfileType = "process_cpu:cpu:nanoseconds:cpu:nanoseconds".parse().unwrap();
+        let pt: ProfileType = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+            .parse()
+            .unwrap();
         let mut b = ProfileBuilder::new(3);
         let s = b.series(&labels, &pt);
         assert_eq!(b.series(&labels, &pt), s);

@@ -250,9 +250,7 @@ pub fn normalize(
             None => {
                 let mut frames = Vec::with_capacity(sample.location_id.len());
                 for id in &sample.location_id {
-                    let loc = locations
-                        .get(id)
-                        .ok_or(DecodeError::UnknownLocation(*id))?;
+                    let loc = locations.get(id).ok_or(DecodeError::UnknownLocation(*id))?;
                     frames.extend(loc.iter().cloned());
                 }
                 let id = builder.stack(frames);

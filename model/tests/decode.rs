@@ -12,7 +12,11 @@ use stackdrift_model::{
 use stackdrift_proto::pprof::{Function, Line, Location, Profile, Sample, ValueType};
 
 fn labels() -> Labels {
-    Labels::new([("service_name", "svc"), ("env", "test")], &LabelLimits::default()).unwrap()
+    Labels::new(
+        [("service_name", "svc"), ("env", "test")],
+        &LabelLimits::default(),
+    )
+    .unwrap()
 }
 
 fn ctx(l: &Labels) -> SeriesContext<'_> {
@@ -97,7 +101,10 @@ fn real_profiler_fixtures_normalize_to_the_same_function_totals() {
             let st = &profile.string_table[vt.r#type as usize];
             let want = pprof_totals(&profile, i);
             assert_eq!(totals(&normalized, st), want, "{name} {st}");
-            assert!(want.contains_key("stackdrift_fixture_gen::hash_blocks"), "{want:?}");
+            assert!(
+                want.contains_key("stackdrift_fixture_gen::hash_blocks"),
+                "{want:?}"
+            );
         }
         // Profile type IDs follow Pyroscope's convention.
         let ids: Vec<String> = normalized
@@ -296,11 +303,17 @@ fn malformed_profiles_are_typed_errors() {
 
     let mut p = good.clone();
     p.function[0].name = 10_000;
-    assert!(matches!(decode_err(&p), DecodeError::StringIndex { index: 10_000, .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::StringIndex { index: 10_000, .. }
+    ));
 
     let mut p = good.clone();
     p.sample_type[0].r#type = -1;
-    assert!(matches!(decode_err(&p), DecodeError::StringIndex { index: -1, .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::StringIndex { index: -1, .. }
+    ));
 
     let mut p = good.clone();
     p.sample[0].location_id.push(999);
@@ -308,15 +321,30 @@ fn malformed_profiles_are_typed_errors() {
 
     let mut p = good.clone();
     p.location[0].line[0].function_id = 77;
-    assert!(matches!(decode_err(&p), DecodeError::UnknownFunction { function: 77, .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::UnknownFunction { function: 77, .. }
+    ));
 
     let mut p = good.clone();
     p.location[1].id = p.location[0].id;
-    assert!(matches!(decode_err(&p), DecodeError::BadId { kind: "location", .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::BadId {
+            kind: "location",
+            ..
+        }
+    ));
 
     let mut p = good.clone();
     p.function[0].id = 0;
-    assert!(matches!(decode_err(&p), DecodeError::BadId { kind: "function", .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::BadId {
+            kind: "function",
+            ..
+        }
+    ));
 
     let mut p = good.clone();
     p.sample[0].value.pop();
@@ -337,7 +365,10 @@ fn malformed_profiles_are_typed_errors() {
     let mut p = good.clone();
     let one = p.sample[0].clone();
     p.sample = vec![one; 16_001];
-    assert!(matches!(decode_err(&p), DecodeError::TooManySamples { count: 16_001, .. }));
+    assert!(matches!(
+        decode_err(&p),
+        DecodeError::TooManySamples { count: 16_001, .. }
+    ));
 }
 
 #[test]

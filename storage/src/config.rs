@@ -47,10 +47,12 @@ impl StorageConfig {
                 path: raw.to_owned(),
                 source,
             })?;
-            let abs = path.canonicalize().map_err(|source| StorageError::CreateDir {
-                path: raw.to_owned(),
-                source,
-            })?;
+            let abs = path
+                .canonicalize()
+                .map_err(|source| StorageError::CreateDir {
+                    path: raw.to_owned(),
+                    source,
+                })?;
             Url::from_directory_path(&abs).map_err(|()| invalid("not an absolute path".into()))?
         };
         match url.scheme() {
@@ -68,13 +70,13 @@ impl StorageConfig {
     /// URL of one table under the root; local table directories are created (delta-rs
     /// refuses to write into a missing local directory).
     pub fn table_url(&self, table: &str) -> Result<Url, StorageError> {
-        let url = self
-            .base_url()?
-            .join(&format!("{table}/"))
-            .map_err(|e| StorageError::InvalidUrl {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })?;
+        let url =
+            self.base_url()?
+                .join(&format!("{table}/"))
+                .map_err(|e| StorageError::InvalidUrl {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                })?;
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {
                 std::fs::create_dir_all(&path).map_err(|source| StorageError::CreateDir {

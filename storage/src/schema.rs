@@ -53,7 +53,11 @@ pub fn samples_tail() -> Vec<Field> {
 /// The `samples` schema with the given label columns (nullable strings).
 pub fn samples_schema<'a>(labels: impl IntoIterator<Item = &'a str>) -> SchemaRef {
     let mut fields = samples_head();
-    fields.extend(labels.into_iter().map(|l| Field::new(l, DataType::Utf8, true)));
+    fields.extend(
+        labels
+            .into_iter()
+            .map(|l| Field::new(l, DataType::Utf8, true)),
+    );
     fields.extend(samples_tail());
     Arc::new(Schema::new(fields))
 }
@@ -202,8 +206,11 @@ pub fn stacks_batch(rows: &[StackRow<'_>]) -> Result<RecordBatch, StorageError> 
             true,
         )));
     let mut leaf = StringBuilder::new();
-    let mut functions = ListBuilder::new(StringBuilder::new())
-        .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
+    let mut functions = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "element",
+        DataType::Utf8,
+        true,
+    )));
     let mut depth = Int32Builder::with_capacity(rows.len());
     let mut tenant = StringBuilder::new();
     let mut service = StringBuilder::new();
@@ -228,7 +235,12 @@ pub fn stacks_batch(rows: &[StackRow<'_>]) -> Result<RecordBatch, StorageError> 
         }
         frames.append(true);
         functions.append(true);
-        leaf.append_value(row.frames.first().map(|f| f.function.as_str()).unwrap_or(""));
+        leaf.append_value(
+            row.frames
+                .first()
+                .map(|f| f.function.as_str())
+                .unwrap_or(""),
+        );
         depth.append_value(i32::try_from(row.frames.len()).unwrap_or(i32::MAX));
         tenant.append_value(row.tenant);
         service.append_value(row.service_name);

@@ -5,8 +5,8 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::StructField;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -21,9 +21,8 @@ use url::Url;
 use crate::config::StorageConfig;
 use crate::error::StorageError;
 use crate::schema::{
-    SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow, TenantProfile,
-    label_columns, samples_batch, samples_head, samples_schema, samples_tail, stacks_batch,
-    stacks_schema,
+    SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow, TenantProfile, label_columns,
+    samples_batch, samples_head, samples_schema, samples_tail, stacks_batch, stacks_schema,
 };
 
 /// How many times a commit is retried when another writer committed first.
@@ -208,7 +207,10 @@ impl Store {
             .filter(
                 datafusion::prelude::col("tenant")
                     .eq(datafusion::prelude::lit(tenant))
-                    .and(datafusion::prelude::col("service_name").eq(datafusion::prelude::lit(service))),
+                    .and(
+                        datafusion::prelude::col("service_name")
+                            .eq(datafusion::prelude::lit(service)),
+                    ),
             )?
             .select_columns(&["stack_id"])?;
         let mut ids = HashSet::new();
@@ -221,7 +223,12 @@ impl Store {
                 .ok_or_else(|| StorageError::Internal("stack_id is not Int64".into()))?;
             ids.extend(col.values().iter().copied());
         }
-        debug!(tenant, service, stacks = ids.len(), "loaded known stack ids");
+        debug!(
+            tenant,
+            service,
+            stacks = ids.len(),
+            "loaded known stack ids"
+        );
         Ok(ids)
     }
 
@@ -331,7 +338,12 @@ async fn open_or_create(
     match table.load().await {
         Ok(()) => return Ok(table),
         Err(DeltaTableError::NotATable(_)) => {}
-        Err(e) => return Err(StorageError::Delta { table: name, source: e }),
+        Err(e) => {
+            return Err(StorageError::Delta {
+                table: name,
+                source: e,
+            });
+        }
     }
     let fields: Vec<StructField> = schema
         .fields()
@@ -345,10 +357,7 @@ async fn open_or_create(
         .with_columns(fields)
         .with_partition_columns(partitions.iter().copied())
         .with_save_mode(SaveMode::Ignore)
-        .with_configuration_property(
-            deltalake::TableProperty::CheckpointInterval,
-            Some("20"),
-        )
+        .with_configuration_property(deltalake::TableProperty::CheckpointInterval, Some("20"))
         .await;
     match created {
         Ok(t) => {

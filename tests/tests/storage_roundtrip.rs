@@ -1,0 +1,206 @@
+//! Round trip: real and hand-made pprof profiles → writer → Delta tables → SQL, on a local
+//! directory and on an S3 server in this process. Per-function self and total values must equal
+//! those computed straight from the pprof.
+
+use std::collections::BTreeMap;
+
+use datafusion::prelude::SessionContext;
+use stackdrift_model::pprof::decode_profile;
+use stackdrift_model::{
+    DecodeLimits, Frame, LabelLimits, Labels, PprofBuilder, SeriesContext, decode_pprof,
+};
+use stackdrift_storage::{StorageConfig, Store, TenantProfile};
+use stackdrift_tests::reference::{add_totals, function_totals};
+use stackdrift_tests::s3::S3Server;
+use stackdrift_tests::{fixture, sql};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds";
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::new(pairs.iter().copied(), &LabelLimits::default()).unwrap()
+}
+
+fn decode(bytes: &[u8], l: &Labels) -> stackdrift_model::NormalizedProfile {
+    let ctx = SeriesContext {
+        labels: l,
+        family: Some("process_cpu"),
+        now_us: 1_700_000_000_000_000,
+    };
+    decode_pprof(bytes, ctx, &DecodeLimits::default()).unwrap()
+}
+
+/// Hand-made edge cases: a 1,500-frame stack (truncated), recursion (a function twice on one
+/// stack counts once in total), a frame without symbols, big values, unicode names.
+fn edge_case_profile() -> Vec<u8> {
+    let mut b = PprofBuilder::new(
+        &[("samples", "count"), ("cpu", "nanoseconds")],
+        ("cpu", "nanoseconds"),
+        10_000_000,
+    )
+    .time(1_700_000_000_000_000_000, 10_000_000_000);
+    let main = Frame::named("main");
+    let rec = Frame {
+        function: "recurse".into(),
+        file: "r.rs".into(),
+        line: 3,
+    };
+    let deep: Vec<Frame> = (0..1500)
+        .map(|i| Frame::named(format!("deep_{i}")))
+        .chain([main.clone()])
+        .collect();
+    b.sample(&deep, &[1, 10_000_000], &[]);
+    b.sample(
+        &[rec.clone(), rec.clone(), rec.clone(), main.clone()],
+        &[3, 30_000_000],
+        &[],
+    );
+    b.sample(
+        &[Frame::named("données::日本"), main.clone()],
+        &[1, 1 << 40],
+        &[],
+    );
+    b.sample(&[main.clone()], &[2, 20_000_000], &[]);
+    b.encode_gzip()
+}
+
+/// Expected totals for the edge-case profile, after truncation keeps the leaf side.
+fn edge_case_expected(sample_type: &str) -> BTreeMap<String, (i64, i64)> {
+    let mut p = decode_profile(&edge_case_profile(), 1 << 30).unwrap();
+    // Truncation: the stored stack keeps 999 leaf frames and one "[truncated]" root frame.
+    let deep = p
+        .sample
+        .iter_mut()
+        .find(|s| s.location_id.len() > 1000)
+        .unwrap();
+    deep.location_id.truncate(999);
+    let mut t = function_totals(&p, sample_type);
+    let v = if sample_type == "cpu" { 10_000_000 } else { 1 };
+    t.insert("[truncated]".into(), (0, v));
+    t
+}
+
+async fn round_trip(config: StorageConfig) {
+    let store = Store::open(config.clone()).await.unwrap();
+    let base = labels(&[
+        ("service_name", "cpu-burn"),
+        ("env", "test"),
+        ("version", "1.0"),
+    ]);
+
+    // Two real profiles in one commit, the edge cases (with another label) in a second.
+    let real = ["cpu_burn.pb.gz", "cpu_burn_raw.pb"];
+    let profiles: Vec<TenantProfile> = real
+        .iter()
+        .map(|f| TenantProfile {
+            tenant: "acme".into(),
+            profile: decode(&fixture(f), &base),
+        })
+        .collect();
+    let stats = store.append(&profiles).await.unwrap();
+    assert!(stats.samples > 0 && stats.stacks > 0);
+
+    let edge_labels = labels(&[("service_name", "edge"), ("region", "eu-west")]);
+    let edge = TenantProfile {
+        tenant: "acme".into(),
+        profile: decode(&edge_case_profile(), &edge_labels),
+    };
+    // Same service under another tenant: must not mix with acme's rows.
+    let other = TenantProfile {
+        tenant: "other".into(),
+        profile: decode(&fixture("cpu_burn.pb.gz"), &base),
+    };
+    store.append(&[edge.clone(), other]).await.unwrap();
+
+    // Expected, straight from the pprof bytes.
+    let mut expected_cpu = BTreeMap::new();
+    let mut expected_samples = BTreeMap::new();
+    for f in real {
+        let p = decode_profile(&fixture(f), 1 << 30).unwrap();
+        add_totals(&mut expected_cpu, &function_totals(&p, "cpu"));
+        add_totals(&mut expected_samples, &function_totals(&p, "samples"));
+    }
+
+    // A second store on the same URL stands for another process reading what was written.
+    let reader = Store::open(config.clone()).await.unwrap();
+    let ctx = SessionContext::new();
+    reader.register(&ctx).await.unwrap();
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "cpu-burn", CPU).await,
+        expected_cpu
+    );
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "cpu-burn", SAMPLES).await,
+        expected_samples
+    );
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "edge", CPU).await,
+        edge_case_expected("cpu")
+    );
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "edge", SAMPLES).await,
+        edge_case_expected("samples")
+    );
+
+    // Labels are real columns; rows written before a column existed read it as NULL.
+    let rows = sql::rows3(
+        &ctx,
+        "SELECT service_name, COUNT(region), COUNT(*) FROM samples \
+         WHERE tenant = 'acme' GROUP BY service_name ORDER BY service_name",
+    )
+    .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, "cpu-burn");
+    assert_eq!(rows[0].1, 0, "no region on cpu-burn rows");
+    assert_eq!(rows[1].0, "edge");
+    assert_eq!(rows[1].1, rows[1].2, "every edge row has a region");
+    let threads = sql::rows3(
+        &ctx,
+        "SELECT thread, COUNT(*), 0 FROM samples WHERE service_name = 'cpu-burn' \
+         AND tenant = 'acme' GROUP BY thread",
+    )
+    .await;
+    assert_eq!(threads.len(), 1, "{threads:?}");
+    assert!(threads[0].0.starts_with("stackdrift-fix"), "{threads:?}");
+
+    // Writing the same stacks again adds samples but no stack rows.
+    let again = store.append(&[edge]).await.unwrap();
+    assert_eq!(again.stacks, 0);
+    assert!(again.samples > 0);
+    let fresh = Store::open(config).await.unwrap();
+    let ctx = SessionContext::new();
+    fresh.register(&ctx).await.unwrap();
+    let doubled: BTreeMap<String, (i64, i64)> = edge_case_expected("cpu")
+        .into_iter()
+        .map(|(k, (s, t))| (k, (s * 2, t * 2)))
+        .collect();
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "edge", CPU).await,
+        doubled
+    );
+    // The other tenant sees only its own single profile.
+    let p = decode_profile(&fixture("cpu_burn.pb.gz"), 1 << 30).unwrap();
+    assert_eq!(
+        sql::function_totals(&ctx, "other", "cpu-burn", CPU).await,
+        function_totals(&p, "cpu")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(StorageConfig::local(dir.path().join("data"))).await;
+    // Partitioned by tenant, service and day.
+    let part = dir
+        .path()
+        .join("data/samples/tenant=acme/service_name=edge/day=2023-11-14");
+    assert!(part.is_dir(), "{}", part.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_s3() {
+    let s3 = S3Server::start().await;
+    round_trip(s3.storage("stackdrift")).await;
+    assert!(s3.file_count("stackdrift/samples/_delta_log") >= 3);
+    assert!(s3.file_count("stackdrift/stacks") >= 2);
+}
