@@ -1,1 +1,26 @@
-//! placeholder
+//! The ingester role: accepts profile pushes, validates them, and acknowledges each push only
+//! once its rows are committed to the Delta tables.
+//!
+//! ```text
+//!  Connect POST /push.v1.PusherService/Push ──┐ (http.rs, json.rs)
+//!  gRPC    push.v1.PusherService/Push ────────┼─▶ Ingester::push ── validate + decode ──┐
+//!                                             │      (push.rs: labels, limits, time)     │
+//!                                             │                                          ▼
+//!                      answer ◀── commit ok ◀─┴──────────── Batcher (batcher.rs) ─▶ Store::append
+//! ```
+//!
+//! A push that fails validation is answered at once and never enters a batch, so it cannot
+//! affect the good pushes batched around it.
+
+pub mod batcher;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod json;
+pub mod metrics;
+pub mod push;
+
+pub use batcher::{BatchConfig, Batcher};
+pub use error::IngestError;
+pub use metrics::IngestMetrics;
+pub use push::{IngestLimits, Ingester};

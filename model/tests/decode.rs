@@ -137,7 +137,7 @@ fn small_profile() -> PprofBuilder {
     b.sample(&[a.clone(), main.clone()], &[1, 100], &[]);
     b.sample(&[a.clone(), main.clone()], &[2, 200], &[]);
     b.sample(&[b2.clone(), a.clone(), main.clone()], &[3, 0], &[]);
-    b.sample(&[main.clone()], &[0, 0], &[]);
+    b.sample(std::slice::from_ref(&main), &[0, 0], &[]);
     b
 }
 

@@ -77,13 +77,13 @@ impl StorageConfig {
                     url: self.url.clone(),
                     reason: e.to_string(),
                 })?;
-        if url.scheme() == "file" {
-            if let Ok(path) = url.to_file_path() {
-                std::fs::create_dir_all(&path).map_err(|source| StorageError::CreateDir {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            }
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|source| StorageError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
         }
         Ok(url)
     }

@@ -60,7 +60,7 @@ fn edge_case_profile() -> Vec<u8> {
         &[1, 1 << 40],
         &[],
     );
-    b.sample(&[main.clone()], &[2, 20_000_000], &[]);
+    b.sample(std::slice::from_ref(&main), &[2, 20_000_000], &[]);
     b.encode_gzip()
 }
 

@@ -1,0 +1,187 @@
+//! Groups many pushes into one commit and answers each push only once its rows are committed.
+//!
+//! ```text
+//!  push ─┐                      ┌─ flush when rows ≥ max_rows or the oldest waited max_age
+//!  push ─┼─▶ mpsc ─▶ batch loop ┤
+//!  push ─┘        ▲             └─ Store::append (one samples commit) ─▶ answer every waiter
+//!                 └── each push waits on its own oneshot: Ok only after the commit
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stackdrift_storage::{Store, TenantProfile};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::error::IngestError;
+use crate::metrics::IngestMetrics;
+
+/// When a batch is flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// A batch is committed at the latest this long after its first push arrived.
+    pub max_age: Duration,
+    /// A batch is committed as soon as it holds this many sample rows.
+    pub max_rows: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_millis(500),
+            max_rows: 500_000,
+        }
+    }
+}
+
+struct Item {
+    profiles: Vec<TenantProfile>,
+    rows: usize,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to submit profiles to the batch loop.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Item>,
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Item").field("rows", &self.rows).finish()
+    }
+}
+
+impl Batcher {
+    /// Starts the batch loop. It stops after `shutdown` is cancelled, once everything already
+    /// submitted has been flushed.
+    pub fn spawn(
+        store: Arc<Store>,
+        config: BatchConfig,
+        metrics: IngestMetrics,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let handle = tokio::spawn(run(rx, store, config, metrics, shutdown));
+        (Self { tx }, handle)
+    }
+
+    /// Submits profiles and waits until they are committed.
+    pub async fn submit(&self, profiles: Vec<TenantProfile>) -> Result<(), IngestError> {
+        let rows = profiles.iter().map(|p| p.profile.sample_count()).sum();
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Item {
+                profiles,
+                rows,
+                done,
+            })
+            .await
+            .map_err(|_| IngestError::ShuttingDown)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(IngestError::Unavailable(e)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Item>,
+    store: Arc<Store>,
+    config: BatchConfig,
+    metrics: IngestMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut batch: Vec<Item> = Vec::new();
+    let mut rows = 0usize;
+    loop {
+        // Wait for the first item of a batch.
+        let first = tokio::select! {
+            item = rx.recv() => item,
+            () = shutdown.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        let deadline = Instant::now() + config.max_age;
+        rows += first.rows;
+        batch.push(first);
+        while rows < config.max_rows {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => { rows += item.rows; batch.push(item); }
+                    None => break,
+                },
+                () = tokio::time::sleep(timeout) => break,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        flush(&store, &mut batch, &metrics).await;
+        rows = 0;
+    }
+    // Shutting down: refuse new pushes, flush what was already submitted.
+    rx.close();
+    while let Some(item) = rx.recv().await {
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        info!(pushes = batch.len(), "flushing on shutdown");
+        flush(&store, &mut batch, &metrics).await;
+    }
+    debug!("batcher stopped");
+}
+
+async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
+    let items = std::mem::take(batch);
+    let profiles: Vec<TenantProfile> = items
+        .iter()
+        .flat_map(|i| i.profiles.iter().cloned())
+        .collect();
+    let start = Instant::now();
+    let result = store.append(&profiles).await;
+    let elapsed = start.elapsed();
+    metrics
+        .flush_seconds
+        .with_label_values(&[] as &[&str])
+        .observe(elapsed.as_secs_f64());
+    match result {
+        Ok(stats) => {
+            metrics
+                .batch_rows
+                .with_label_values(&[] as &[&str])
+                .observe(stats.samples as f64);
+            for p in &profiles {
+                metrics.profiles.with_label_values(&[&p.tenant]).inc();
+                metrics
+                    .samples
+                    .with_label_values(&[&p.tenant])
+                    .inc_by(p.profile.sample_count() as u64);
+            }
+            debug!(
+                pushes = items.len(),
+                rows = stats.samples,
+                new_stacks = stats.stacks,
+                version = ?stats.samples_version,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "committed batch"
+            );
+            for item in items {
+                let _ = item.done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            metrics
+                .commit_errors
+                .with_label_values(&[] as &[&str])
+                .inc();
+            error!(error = %e, pushes = items.len(), "commit failed; pushes not acknowledged");
+            let msg = e.to_string();
+            for item in items {
+                let _ = item.done.send(Err(msg.clone()));
+            }
+        }
+    }
+}

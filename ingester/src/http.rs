@@ -1,0 +1,173 @@
+//! HTTP front ends: Pyroscope's `push.v1` over the Connect protocol (`application/proto` and
+//! `application/json`, optionally gzip-compressed).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use prost::Message;
+use stackdrift_model::pprof::read_capped;
+use stackdrift_proto::push::v1::PushRequest;
+
+use crate::error::{IngestError, connect_code};
+use crate::json;
+use crate::push::Ingester;
+
+/// Header naming the tenant.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+/// Tenant of requests without [`TENANT_HEADER`].
+pub const DEFAULT_TENANT: &str = "anonymous";
+
+/// Routes served by the ingester role.
+pub fn routes(ingester: Arc<Ingester>) -> Router {
+    let limit = ingester.limits().max_body_bytes;
+    Router::new()
+        .route("/push.v1.PusherService/Push", post(connect_push))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ingester)
+}
+
+/// The tenant of a request: `X-Scope-OrgID`, or `anonymous`.
+pub fn tenant(headers: &HeaderMap) -> Result<String, IngestError> {
+    let Some(v) = headers.get(TENANT_HEADER) else {
+        return Ok(DEFAULT_TENANT.to_owned());
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| IngestError::BadRequest("X-Scope-OrgID is not ASCII".into()))?;
+    validate_tenant(v)?;
+    Ok(v.to_owned())
+}
+
+/// Tenant IDs are partition values and path segments: `[A-Za-z0-9_.-]{1,150}`, not `.`/`..`.
+pub fn validate_tenant(t: &str) -> Result<(), IngestError> {
+    let ok = !t.is_empty()
+        && t.len() <= 150
+        && t != "."
+        && t != ".."
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::BadRequest(format!(
+            "invalid tenant ID {:?}: use 1-150 characters of [A-Za-z0-9_.-]",
+            t.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+/// Decompresses a request body according to `Content-Encoding`, stopping at `max` bytes.
+pub fn request_body(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<u8>, IngestError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body.to_vec()),
+        "gzip" => {
+            if !stackdrift_model::pprof::is_gzip(body) {
+                return Err(IngestError::BadRequest(
+                    "Content-Encoding is gzip but the body is not gzip data".into(),
+                ));
+            }
+            read_capped(body, max).map_err(|e| match e {
+                stackdrift_model::DecodeError::TooLarge { max } => IngestError::TooLarge(format!(
+                    "request body exceeds {max} bytes after decompression"
+                )),
+                other => IngestError::BadRequest(format!("request body: {other}")),
+            })
+        }
+        other => Err(IngestError::UnsupportedMediaType(format!(
+            "Content-Encoding {other}"
+        ))),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+async fn connect_push(
+    State(ingester): State<Arc<Ingester>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let tenant = tenant(&headers)?;
+        let ct = content_type(&headers);
+        let limit = ingester.limits().max_body_bytes;
+        let raw = request_body(&headers, &body, limit)?;
+        let request = match ct.as_str() {
+            "application/proto" | "application/protobuf" | "application/x-protobuf" => {
+                PushRequest::decode(raw.as_slice()).map_err(|e| {
+                    IngestError::BadRequest(format!("invalid push.v1.PushRequest protobuf: {e}"))
+                })?
+            }
+            "application/json" => json::push_request(&raw)?,
+            other => return Err(IngestError::UnsupportedMediaType(other.to_owned())),
+        };
+        Ok((tenant, request, ct))
+    }
+    .await;
+    let (tenant, request, ct) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            ingester.reject(&e);
+            return connect_error(&e);
+        }
+    };
+    match ingester.push(&tenant, &request, body.len()).await {
+        Ok(()) if ct == "application/json" => {
+            ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+        }
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/proto")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
+        Err(e) => connect_error(&e),
+    }
+}
+
+/// A Connect unary error: the HTTP status plus `{"code": ..., "message": ...}`.
+pub fn connect_error(e: &IngestError) -> Response {
+    let status = e.http_status();
+    let body = serde_json_string(connect_code(e.grpc_code()), &e.to_string());
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if matches!(e, IngestError::Unauthenticated(_)) {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"stackdrift\""),
+        );
+    }
+    resp
+}
+
+fn serde_json_string(code: &str, message: &str) -> String {
+    let mut s = String::with_capacity(message.len() + 40);
+    s.push_str("{\"code\":\"");
+    s.push_str(code);
+    s.push_str("\",\"message\":");
+    s.push_str(&json::quote(message));
+    s.push('}');
+    s
+}
