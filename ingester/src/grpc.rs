@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use prost::Message;
+use stackdrift_model::tenant::{TENANT_HEADER, tenant_from_header};
 use stackdrift_proto::push::v1::pusher_service_server::{PusherService, PusherServiceServer};
 use stackdrift_proto::push::v1::{PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 
 use crate::error::IngestError;
-use crate::http::{DEFAULT_TENANT, TENANT_HEADER, validate_tenant};
 use crate::push::Ingester;
 
 /// The gRPC service.
@@ -30,19 +30,13 @@ impl GrpcPusher {
 #[tonic::async_trait]
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let tenant = match request.metadata().get(TENANT_HEADER) {
-            None => DEFAULT_TENANT.to_owned(),
-            Some(v) => {
-                let t = v
-                    .to_str()
-                    .map_err(|_| Status::invalid_argument("X-Scope-OrgID is not ASCII"))?;
-                validate_tenant(t).map_err(|e: IngestError| {
+        let tenant =
+            tenant_from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
+                .map_err(|m| {
+                    let e = IngestError::BadRequest(m);
                     self.ingester.reject(&e);
                     Status::from(e)
                 })?;
-                t.to_owned()
-            }
-        };
         let request = request.into_inner();
         let size = request.encoded_len();
         self.ingester.push(&tenant, &request, size).await?;

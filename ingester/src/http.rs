@@ -11,16 +11,12 @@ use axum::routing::post;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use prost::Message;
 use stackdrift_model::pprof::read_capped;
+use stackdrift_model::tenant::{TENANT_HEADER, tenant_from_header};
 use stackdrift_proto::push::v1::PushRequest;
 
 use crate::error::{IngestError, connect_code};
 use crate::json;
 use crate::push::Ingester;
-
-/// Header naming the tenant.
-pub const TENANT_HEADER: &str = "x-scope-orgid";
-/// Tenant of requests without [`TENANT_HEADER`].
-pub const DEFAULT_TENANT: &str = "anonymous";
 
 /// Routes served by the ingester role.
 pub fn routes(ingester: Arc<Ingester>) -> Router {
@@ -33,32 +29,8 @@ pub fn routes(ingester: Arc<Ingester>) -> Router {
 
 /// The tenant of a request: `X-Scope-OrgID`, or `anonymous`.
 pub fn tenant(headers: &HeaderMap) -> Result<String, IngestError> {
-    let Some(v) = headers.get(TENANT_HEADER) else {
-        return Ok(DEFAULT_TENANT.to_owned());
-    };
-    let v = v
-        .to_str()
-        .map_err(|_| IngestError::BadRequest("X-Scope-OrgID is not ASCII".into()))?;
-    validate_tenant(v)?;
-    Ok(v.to_owned())
-}
-
-/// Tenant IDs are partition values and path segments: `[A-Za-z0-9_.-]{1,150}`, not `.`/`..`.
-pub fn validate_tenant(t: &str) -> Result<(), IngestError> {
-    let ok = !t.is_empty()
-        && t.len() <= 150
-        && t != "."
-        && t != ".."
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(IngestError::BadRequest(format!(
-            "invalid tenant ID {:?}: use 1-150 characters of [A-Za-z0-9_.-]",
-            t.chars().take(40).collect::<String>()
-        )))
-    }
+    tenant_from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(IngestError::BadRequest)
 }
 
 /// Decompresses a request body according to `Content-Encoding`, stopping at `max` bytes.

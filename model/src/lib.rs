@@ -19,6 +19,7 @@ pub mod normalized;
 pub mod pprof;
 pub mod profile_type;
 pub mod stack;
+pub mod tenant;
 
 pub use encode::PprofBuilder;
 pub use error::{DecodeError, LabelError};

@@ -1,1 +1,269 @@
-fn main() {}
+//! `stackdrift`: one binary, every role.
+//!
+//! ```text
+//!  stackdrift [all|ingester|querier|compactor|detector] [--storage-url URL] [--listen ADDR] …
+//! ```
+//!
+//! Roles share nothing but the tables under `--storage-url`, so any mix of processes can run
+//! against the same URL: `all` on a laptop, or each role scaled on its own.
+
+mod cli;
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use prometheus::Registry;
+use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
+use stackdrift_ingester::grpc::GrpcPusher;
+use stackdrift_ingester::{BatchConfig, Batcher, IngestLimits, IngestMetrics, Ingester};
+use stackdrift_model::clock::system_clock;
+use stackdrift_model::{DecodeLimits, LabelLimits};
+use stackdrift_querier::{Querier, QueryConfig, QueryMetrics};
+use stackdrift_storage::{StorageConfig, Store};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cli::{LogFormat, Role, Settings};
+
+fn main() -> std::process::ExitCode {
+    let cli = match cli::parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stackdrift: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(&cli.settings);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stackdrift")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.role, cli.settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "stackdrift failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(s: &Settings) {
+    // delta-rs' kernel logs every snapshot it builds at INFO (and an ERROR for the expected
+    // "no table yet" on first start): quiet it unless the filter names it.
+    let directives = if s.log_level.contains("kernel") || s.log_level.contains("deltalake") {
+        s.log_level.clone()
+    } else {
+        format!("{},buoyant_kernel=off,deltalake_core=warn", s.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match s.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Background work, awaited after the server has drained.
+struct Background {
+    name: &'static str,
+    handle: JoinHandle<()>,
+}
+
+async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
+    info!(
+        role = role.name(),
+        version = env!("CARGO_PKG_VERSION"),
+        storage = %redact(&s.storage_url),
+        "starting"
+    );
+    let storage = StorageConfig {
+        url: s.storage_url.clone(),
+        options: s.storage_options()?,
+    };
+    let store = Store::open(storage).await.context("opening the tables")?;
+    let registry = Registry::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let mut http = server::common_routes(server::Common {
+        registry: registry.clone(),
+        ready: ready.clone(),
+        role: role.name(),
+    });
+    let mut grpc = tonic::service::Routes::default();
+    let mut background = Vec::new();
+    // Cancelled on SIGTERM/SIGINT. Background tasks stop on it at once: the batcher then
+    // commits everything already submitted, which is what in-flight pushes are waiting for.
+    let shutdown = CancellationToken::new();
+
+    if role.runs(Role::Ingester) {
+        let metrics = IngestMetrics::new(&registry)?;
+        let token = shutdown.child_token();
+        let (batcher, handle) = Batcher::spawn(
+            store.clone(),
+            BatchConfig {
+                max_age: Duration::from_millis(s.flush_interval_ms.max(1)),
+                max_rows: s.flush_max_rows.max(1),
+            },
+            metrics.clone(),
+            token.clone(),
+        );
+        background.push(Background {
+            name: "ingest batcher",
+            handle,
+        });
+        let limits = IngestLimits {
+            decode: DecodeLimits {
+                max_uncompressed_bytes: s.max_profile_bytes,
+                max_samples: s.max_samples,
+                max_stack_depth: s.max_stack_depth.max(1),
+                labels: LabelLimits::default(),
+            },
+            max_body_bytes: s.max_body_bytes,
+            max_future_us: secs_to_us(s.max_future_secs),
+            max_age_us: (s.max_profile_age_secs > 0).then(|| secs_to_us(s.max_profile_age_secs)),
+        };
+        let ingester = Ingester::new(batcher, limits, system_clock(), metrics);
+        http = http.merge(stackdrift_ingester::http::routes(ingester.clone()));
+        grpc = grpc.add_service(GrpcPusher::server(ingester));
+    }
+    if role.runs(Role::Querier) {
+        let querier = Querier::new(
+            store.clone(),
+            QueryConfig {
+                timeout: Duration::from_secs(s.query_timeout_secs.max(1)),
+                memory_limit: s.query_memory_mib.max(1) << 20,
+                ..QueryConfig::default()
+            },
+            QueryMetrics::new(&registry)?,
+        );
+        http = http.merge(stackdrift_querier::sql::routes(querier));
+    }
+    if role.runs(Role::Compactor) {
+        let compactor = Compactor::new(
+            store.clone(),
+            CompactorConfig {
+                interval: Duration::from_secs(s.compaction_interval_secs.max(1)),
+                ..CompactorConfig::default()
+            },
+            CompactorMetrics::new(&registry)?,
+        );
+        let token = shutdown.child_token();
+        let handle = tokio::spawn(compactor.run(token.clone()));
+        background.push(Background {
+            name: "compactor",
+            handle,
+        });
+    }
+    if role.runs(Role::Detector) {
+        let token = shutdown.child_token();
+        let handle = tokio::spawn(stackdrift_detector::run(store.clone(), token.clone()));
+        background.push(Background {
+            name: "detector",
+            handle,
+        });
+    }
+
+    let app: Router = server::dispatch(http, grpc.prepare().into_axum_router());
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("binding {}", s.listen))?;
+    let addr = listener.local_addr()?;
+    ready.store(true, Ordering::Release);
+    info!(%addr, role = role.name(), "listening (HTTP and gRPC)");
+
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        let ready = ready.clone();
+        async move {
+            wait_for_signal().await;
+            info!("shutdown requested: draining requests, then flushing buffered data");
+            ready.store(false, Ordering::Release);
+            shutdown.cancel();
+        }
+    });
+    let grace = Duration::from_secs(s.shutdown_timeout_secs);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = tokio::spawn(async move { server.await });
+    // The server returns once the signal came and in-flight requests (which wait for their
+    // batch's commit) are answered; a stuck client cannot hold shutdown past the grace time.
+    shutdown.cancelled().await;
+    match tokio::time::timeout(grace, served).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => warn!(error = %e, "server task failed"),
+        Err(_) => warn!(
+            grace_secs = grace.as_secs(),
+            "requests still open after the grace time"
+        ),
+    }
+    for b in background {
+        match tokio::time::timeout(grace, b.handle).await {
+            Ok(Ok(())) => info!(task = b.name, "stopped"),
+            Ok(Err(e)) => warn!(task = b.name, error = %e, "task failed"),
+            Err(_) => warn!(task = b.name, "did not stop within the grace time"),
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn secs_to_us(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// A storage URL for logs, without any credentials embedded in it.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use datafusion::prelude::SessionContext;
+use datafusion::catalog::TableProvider;
+use datafusion::functions_aggregate::expr_fn::first_value;
+use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::operations::write::SchemaMode;
@@ -194,23 +196,13 @@ impl Store {
         service: &str,
     ) -> Result<HashSet<i64>, StorageError> {
         let ctx = SessionContext::new();
-        let mut table = self.stacks.lock().await;
-        table
-            .update_incremental(None)
-            .await
-            .map_err(StorageError::delta(STACKS))?;
-        register_table(&ctx, &table, "stacks_raw").await?;
-        drop(table);
+        let provider = self.provider(&self.stacks, STACKS, &ctx).await?;
         let df = ctx
-            .table("stacks_raw")
-            .await?
+            .read_table(provider)?
             .filter(
-                datafusion::prelude::col("tenant")
-                    .eq(datafusion::prelude::lit(tenant))
-                    .and(
-                        datafusion::prelude::col("service_name")
-                            .eq(datafusion::prelude::lit(service)),
-                    ),
+                col("tenant")
+                    .eq(lit(tenant))
+                    .and(col("service_name").eq(lit(service))),
             )?
             .select_columns(&["stack_id"])?;
         let mut ids = HashSet::new();
@@ -232,38 +224,98 @@ impl Store {
         Ok(ids)
     }
 
-    /// Brings both tables up to their latest versions and registers them in `ctx` as
-    /// `samples` and `stacks_raw`, plus the view `stacks` (deduplicated by stack ID: two
-    /// ingesters may both write a new stack before compaction merges the copies).
-    pub async fn register(&self, ctx: &SessionContext) -> Result<(), StorageError> {
-        {
-            let mut samples = self.samples.lock().await;
-            samples
-                .update_incremental(None)
-                .await
-                .map_err(StorageError::delta(SAMPLES))?;
-            register_table(ctx, &samples, SAMPLES).await?;
+    /// Brings both tables up to their latest versions and registers them in `ctx` as views:
+    /// `samples`, `stacks` (deduplicated by stack ID: two ingesters may both write a new stack
+    /// before compaction merges the copies) and `stacks_raw` (every copy).
+    ///
+    /// With `tenant` set, every view is filtered to that tenant's rows and the unfiltered
+    /// table providers never enter the catalog, so no SQL text can reach another tenant.
+    pub async fn register(
+        &self,
+        ctx: &SessionContext,
+        tenant: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let samples = self.provider(&self.samples, SAMPLES, ctx).await?;
+        let stacks = self.provider(&self.stacks, STACKS, ctx).await?;
+        let scoped = |provider| -> Result<DataFrame, StorageError> {
+            let df = ctx.read_table(provider)?;
+            Ok(match tenant {
+                Some(t) => df.filter(col("tenant").eq(lit(t)))?,
+                None => df,
+            })
+        };
+        let samples = scoped(samples)?;
+        let stacks_raw = scoped(stacks)?;
+        let stacks = stacks_raw.clone().aggregate(
+            vec![col("tenant"), col("service_name"), col("stack_id")],
+            ["frames", "leaf", "functions", "depth"]
+                .into_iter()
+                .map(|c| first_value(col(c), vec![]).alias(c))
+                .collect(),
+        )?;
+        for (name, df) in [
+            (SAMPLES, samples),
+            ("stacks_raw", stacks_raw),
+            (STACKS, stacks),
+        ] {
+            ctx.deregister_table(name)?;
+            ctx.register_table(name, df.into_view())?;
         }
-        {
-            let mut stacks = self.stacks.lock().await;
-            stacks
-                .update_incremental(None)
-                .await
-                .map_err(StorageError::delta(STACKS))?;
-            register_table(ctx, &stacks, "stacks_raw").await?;
-        }
-        let view = ctx
-            .sql(
-                "SELECT tenant, service_name, stack_id, \
-                 first_value(frames) AS frames, first_value(leaf) AS leaf, \
-                 first_value(functions) AS functions, first_value(depth) AS depth \
-                 FROM stacks_raw GROUP BY tenant, service_name, stack_id",
-            )
-            .await?
-            .into_view();
-        ctx.deregister_table(STACKS)?;
-        ctx.register_table(STACKS, view)?;
         Ok(())
+    }
+
+    /// The table's DataFusion provider at its latest version.
+    async fn provider(
+        &self,
+        lock: &Mutex<DeltaTable>,
+        name: &'static str,
+        ctx: &SessionContext,
+    ) -> Result<Arc<dyn TableProvider>, StorageError> {
+        let mut table = lock.lock().await;
+        table
+            .update_incremental(None)
+            .await
+            .map_err(StorageError::delta(name))?;
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(StorageError::delta(name))?;
+        table
+            .table_provider()
+            .await
+            .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
+    }
+
+    /// Merges small files of `table` (`samples` or `stacks`) into files of about
+    /// `target_bytes`, in one atomic commit per pass. Returns (files removed, files added,
+    /// partitions touched).
+    pub async fn compact(
+        &self,
+        table: &str,
+        target_bytes: u64,
+    ) -> Result<(u64, u64, u64), StorageError> {
+        let label = match table {
+            SAMPLES => SAMPLES,
+            STACKS => STACKS,
+            other => return Err(StorageError::Internal(format!("unknown table {other}"))),
+        };
+        let snapshot = self.table(label).await?;
+        let target = NonZeroU64::new(target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
+        // The handles in `self` catch up with this commit on their next incremental update.
+        let (_, metrics) = snapshot
+            .optimize()
+            .with_target_size(target)
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_max_retries(COMMIT_RETRIES),
+            )
+            .await
+            .map_err(StorageError::delta(label))?;
+        Ok((
+            metrics.num_files_removed,
+            metrics.num_files_added,
+            metrics.partitions_optimized,
+        ))
     }
 
     /// A snapshot of a table handle (for maintenance operations such as optimize and vacuum),
@@ -280,23 +332,6 @@ impl Store {
             .map_err(StorageError::delta(label))?;
         Ok(t.clone())
     }
-}
-
-async fn register_table(
-    ctx: &SessionContext,
-    table: &DeltaTable,
-    name: &str,
-) -> Result<(), StorageError> {
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(StorageError::delta(SAMPLES))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))?;
-    ctx.deregister_table(name)?;
-    ctx.register_table(name, provider)?;
-    Ok(())
 }
 
 fn writer_properties() -> WriterProperties {

@@ -33,15 +33,10 @@ pub async fn rows3(ctx: &SessionContext, sql: &str) -> Vec<(String, i64, i64)> {
     out
 }
 
-/// `function → (self, total)` for one tenant, service and profile type, using the
-/// documented SQL: aggregate samples by stack first, then join the (deduplicated) stacks.
-pub async fn function_totals(
-    ctx: &SessionContext,
-    tenant: &str,
-    service: &str,
-    profile_type: &str,
-) -> BTreeMap<String, (i64, i64)> {
-    let sql = format!(
+/// The documented per-function totals query: aggregate samples by stack first, then join the
+/// (deduplicated) stacks. Columns: `function`, `self_value`, `total_value`.
+pub fn function_totals_sql(tenant: &str, service: &str, profile_type: &str) -> String {
+    format!(
         "WITH w AS ( \
            SELECT tenant, service_name, stack_id, SUM(value) AS v FROM samples \
            WHERE tenant = '{tenant}' AND service_name = '{service}' \
@@ -53,10 +48,20 @@ pub async fn function_totals(
          s AS (SELECT leaf AS function, SUM(v) AS self FROM j GROUP BY leaf), \
          t AS (SELECT f AS function, SUM(v) AS total FROM \
                  (SELECT unnest(functions) AS f, v FROM j) GROUP BY f) \
-         SELECT t.function, COALESCE(s.self, 0), t.total FROM t LEFT JOIN s \
-           ON s.function = t.function"
-    );
-    rows3(ctx, &sql)
+         SELECT t.function AS function, COALESCE(s.self, 0) AS self_value, \
+           t.total AS total_value FROM t LEFT JOIN s ON s.function = t.function"
+    )
+}
+
+/// `function → (self, total)` for one tenant, service and profile type, with
+/// [`function_totals_sql`].
+pub async fn function_totals(
+    ctx: &SessionContext,
+    tenant: &str,
+    service: &str,
+    profile_type: &str,
+) -> BTreeMap<String, (i64, i64)> {
+    rows3(ctx, &function_totals_sql(tenant, service, profile_type))
         .await
         .into_iter()
         .map(|(f, s, t)| (f, (s, t)))

@@ -124,7 +124,7 @@ async fn round_trip(config: StorageConfig) {
     // A second store on the same URL stands for another process reading what was written.
     let reader = Store::open(config.clone()).await.unwrap();
     let ctx = SessionContext::new();
-    reader.register(&ctx).await.unwrap();
+    reader.register(&ctx, None).await.unwrap();
     assert_eq!(
         sql::function_totals(&ctx, "acme", "cpu-burn", CPU).await,
         expected_cpu
@@ -169,7 +169,7 @@ async fn round_trip(config: StorageConfig) {
     assert!(again.samples > 0);
     let fresh = Store::open(config).await.unwrap();
     let ctx = SessionContext::new();
-    fresh.register(&ctx).await.unwrap();
+    fresh.register(&ctx, None).await.unwrap();
     let doubled: BTreeMap<String, (i64, i64)> = edge_case_expected("cpu")
         .into_iter()
         .map(|(k, (s, t))| (k, (s * 2, t * 2)))
@@ -183,6 +183,26 @@ async fn round_trip(config: StorageConfig) {
     assert_eq!(
         sql::function_totals(&ctx, "other", "cpu-burn", CPU).await,
         function_totals(&p, "cpu")
+    );
+
+    // Registered for one tenant, a session cannot see another tenant's rows, whatever the SQL.
+    let scoped = SessionContext::new();
+    fresh.register(&scoped, Some("other")).await.unwrap();
+    let tenants = sql::rows3(
+        &scoped,
+        "SELECT tenant, COUNT(*), 0 FROM samples GROUP BY tenant \
+         UNION ALL SELECT tenant, COUNT(*), 1 FROM stacks_raw GROUP BY tenant",
+    )
+    .await;
+    assert_eq!(tenants.len(), 2, "{tenants:?}");
+    assert!(
+        tenants.iter().all(|(t, n, _)| t == "other" && *n > 0),
+        "{tenants:?}"
+    );
+    assert!(
+        sql::function_totals(&scoped, "acme", "edge", CPU)
+            .await
+            .is_empty()
     );
 }
 

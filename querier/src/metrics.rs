@@ -1,0 +1,33 @@
+//! Prometheus metrics of the querier.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Query counters and latencies, registered once per process.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    /// Queries finished, per tenant and outcome (`ok` or an error reason).
+    pub queries: IntCounterVec,
+    /// Seconds per query, per API.
+    pub seconds: HistogramVec,
+}
+
+impl QueryMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            queries: IntCounterVec::new(
+                Opts::new("stackdrift_query_total", "Queries finished, by outcome"),
+                &["tenant", "outcome"],
+            )?,
+            seconds: HistogramVec::new(
+                HistogramOpts::new("stackdrift_query_seconds", "Query latency").buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
+                &["api"],
+            )?,
+        };
+        registry.register(Box::new(m.queries.clone()))?;
+        registry.register(Box::new(m.seconds.clone()))?;
+        Ok(m)
+    }
+}

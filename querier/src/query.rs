@@ -1,0 +1,152 @@
+//! Running one SQL query for one tenant, inside its limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use stackdrift_storage::Store;
+use tracing::debug;
+
+use crate::error::QueryError;
+use crate::metrics::QueryMetrics;
+
+/// Per-query limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Wall-clock limit of one query, planning included.
+    pub timeout: Duration,
+    /// Memory one query may hold in operators that track it (sorts, joins, aggregations).
+    pub memory_limit: usize,
+    /// Rows per batch inside the engine.
+    pub batch_size: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            memory_limit: 1 << 30,
+            batch_size: 8192,
+        }
+    }
+}
+
+/// The result of a query, fully materialized.
+#[derive(Debug)]
+pub struct QueryOutput {
+    /// Result schema (also meaningful when there are no rows).
+    pub schema: SchemaRef,
+    /// Result rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+/// The querier role's core, shared by its front ends.
+#[derive(Debug)]
+pub struct Querier {
+    store: Arc<Store>,
+    config: QueryConfig,
+    metrics: QueryMetrics,
+}
+
+impl Querier {
+    /// A querier reading `store`.
+    pub fn new(store: Arc<Store>, config: QueryConfig, metrics: QueryMetrics) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            metrics,
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// A fresh session that sees only `tenant`'s rows, with this querier's memory limit.
+    pub async fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit)))
+            .build_arc()
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_batch_size(self.config.batch_size)
+            .with_information_schema(true);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        self.store.register(&ctx, Some(tenant)).await?;
+        Ok(ctx)
+    }
+
+    /// Runs one read-only statement for `tenant`.
+    pub async fn query(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        let started = Instant::now();
+        let limit = self.config.timeout;
+        let result = match tokio::time::timeout(limit, self.run(tenant, sql)).await {
+            Ok(r) => r,
+            Err(_) => Err(QueryError::Timeout(limit.as_secs())),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        self.metrics
+            .queries
+            .with_label_values(&[tenant, outcome])
+            .inc();
+        self.metrics
+            .seconds
+            .with_label_values(&["sql"])
+            .observe(started.elapsed().as_secs_f64());
+        debug!(
+            tenant,
+            outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sql query"
+        );
+        result
+    }
+
+    async fn run(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        if sql.trim().is_empty() {
+            return Err(QueryError::BadRequest("empty query".into()));
+        }
+        let ctx = self.session(tenant).await?;
+        let mem = self.config.memory_limit;
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, mem))?;
+        read_only()
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::ReadOnly(e.find_root().to_string()))?;
+        let df = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, mem))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df
+            .collect()
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, mem))?;
+        Ok(QueryOutput { schema, batches })
+    }
+}
+
+/// Queries only: no DDL (CREATE, DROP), no DML (INSERT, COPY), no statements (SET, BEGIN).
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}

@@ -1,0 +1,374 @@
+//! Command line, environment and config file.
+//!
+//! Every setting is a flag with an `STACKDRIFT_*` environment variable. A TOML file
+//! (`--config`) may hold the same settings under the flag's long name (`storage-url` or
+//! `storage_url`). Precedence: flag, then environment, then file, then the built-in default.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, CommandFactory, Parser, ValueEnum};
+
+/// stackdrift: a continuous-profiling backend with anomaly detection.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stackdrift",
+    version,
+    about,
+    max_term_width = 100,
+    args_override_self = true
+)]
+pub(crate) struct Cli {
+    /// Role to run: every role in one process (`all`) or one of them.
+    #[arg(value_enum, default_value_t = Role::All, env = "STACKDRIFT_ROLE")]
+    pub(crate) role: Role,
+
+    /// TOML file with settings (keys are the long flag names).
+    #[arg(long, env = "STACKDRIFT_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) settings: Settings,
+}
+
+/// The roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// Every role in one process.
+    All,
+    /// Accepts profile pushes.
+    Ingester,
+    /// Answers queries.
+    Querier,
+    /// Compacts the tables.
+    Compactor,
+    /// Detects anomalies.
+    Detector,
+}
+
+impl Role {
+    pub(crate) fn runs(self, role: Role) -> bool {
+        self == Role::All || self == role
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingester => "ingester",
+            Role::Querier => "querier",
+            Role::Compactor => "compactor",
+            Role::Detector => "detector",
+        }
+    }
+}
+
+/// Settings shared by every role.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Settings {
+    /// Address for HTTP and gRPC (one port: gRPC is told apart by its content type).
+    #[arg(long, env = "STACKDRIFT_LISTEN", default_value = "0.0.0.0:4040")]
+    pub(crate) listen: SocketAddr,
+
+    /// Where the tables live: a directory, file:///…, s3://bucket/prefix, gs://…, az://…
+    #[arg(long, env = "STACKDRIFT_STORAGE_URL", default_value = "./data")]
+    pub(crate) storage_url: String,
+
+    /// S3 endpoint, for S3-compatible servers (MinIO, Ceph, a local test server).
+    #[arg(long, env = "STACKDRIFT_S3_ENDPOINT")]
+    pub(crate) s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "STACKDRIFT_S3_REGION")]
+    pub(crate) s3_region: Option<String>,
+
+    /// S3 access key ID (else the usual AWS environment variables and credential chain).
+    #[arg(long, env = "STACKDRIFT_S3_ACCESS_KEY_ID")]
+    pub(crate) s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long, env = "STACKDRIFT_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub(crate) s3_secret_access_key: Option<String>,
+
+    /// Allow plain HTTP to the S3 endpoint (local servers only).
+    #[arg(long, env = "STACKDRIFT_S3_ALLOW_HTTP")]
+    pub(crate) s3_allow_http: bool,
+
+    /// Path-style S3 requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+    #[arg(long, env = "STACKDRIFT_S3_PATH_STYLE")]
+    pub(crate) s3_path_style: bool,
+
+    /// Any other object-store option, KEY=VALUE (repeatable), passed to delta-rs as is.
+    #[arg(
+        long = "storage-option",
+        env = "STACKDRIFT_STORAGE_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub(crate) storage_options: Vec<String>,
+
+    /// Ingest: a batch is committed at the latest this many milliseconds after its first push.
+    #[arg(long, env = "STACKDRIFT_FLUSH_INTERVAL_MS", default_value_t = 500)]
+    pub(crate) flush_interval_ms: u64,
+
+    /// Ingest: a batch is committed as soon as it holds this many sample rows.
+    #[arg(long, env = "STACKDRIFT_FLUSH_MAX_ROWS", default_value_t = 500_000)]
+    pub(crate) flush_max_rows: usize,
+
+    /// Ingest: largest request body accepted, in bytes, as received.
+    #[arg(long, env = "STACKDRIFT_MAX_BODY_BYTES", default_value_t = 256 << 20)]
+    pub(crate) max_body_bytes: usize,
+
+    /// Ingest: largest profile after decompression, in bytes.
+    #[arg(long, env = "STACKDRIFT_MAX_PROFILE_BYTES", default_value_t = 256 << 20)]
+    pub(crate) max_profile_bytes: usize,
+
+    /// Ingest: most samples in one profile.
+    #[arg(long, env = "STACKDRIFT_MAX_SAMPLES", default_value_t = 1_000_000)]
+    pub(crate) max_samples: usize,
+
+    /// Ingest: deeper stacks are truncated to this many frames (leaf side kept).
+    #[arg(long, env = "STACKDRIFT_MAX_STACK_DEPTH", default_value_t = 1000)]
+    pub(crate) max_stack_depth: usize,
+
+    /// Ingest: profiles older than this many seconds are rejected; 0 accepts any age
+    /// (backfills).
+    #[arg(long, env = "STACKDRIFT_MAX_PROFILE_AGE_SECS", default_value_t = 3600)]
+    pub(crate) max_profile_age_secs: u64,
+
+    /// Ingest: profiles dated more than this many seconds ahead are rejected.
+    #[arg(long, env = "STACKDRIFT_MAX_FUTURE_SECS", default_value_t = 600)]
+    pub(crate) max_future_secs: u64,
+
+    /// Query: wall-clock limit per query, in seconds.
+    #[arg(long, env = "STACKDRIFT_QUERY_TIMEOUT_SECS", default_value_t = 60)]
+    pub(crate) query_timeout_secs: u64,
+
+    /// Query: memory limit per query, in MiB.
+    #[arg(long, env = "STACKDRIFT_QUERY_MEMORY_MIB", default_value_t = 1024)]
+    pub(crate) query_memory_mib: usize,
+
+    /// Compactor: seconds between compaction passes.
+    #[arg(
+        long,
+        env = "STACKDRIFT_COMPACTION_INTERVAL_SECS",
+        default_value_t = 600
+    )]
+    pub(crate) compaction_interval_secs: u64,
+
+    /// Log filter (`info`, `debug`, `stackdrift_ingester=debug,info`, …); `RUST_LOG` wins.
+    #[arg(long, env = "STACKDRIFT_LOG_LEVEL", default_value = "info")]
+    pub(crate) log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "STACKDRIFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+
+    /// Seconds to wait for in-flight requests and buffered data on shutdown.
+    #[arg(long, env = "STACKDRIFT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub(crate) shutdown_timeout_secs: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Settings {
+    /// Object-store options from the S3 flags and `--storage-option`.
+    pub(crate) fn storage_options(&self) -> anyhow::Result<HashMap<String, String>> {
+        let mut o = HashMap::new();
+        let mut put = |k: &str, v: Option<&String>| {
+            if let Some(v) = v {
+                o.insert(k.to_owned(), v.clone());
+            }
+        };
+        put("aws_endpoint", self.s3_endpoint.as_ref());
+        put("aws_region", self.s3_region.as_ref());
+        put("aws_access_key_id", self.s3_access_key_id.as_ref());
+        put("aws_secret_access_key", self.s3_secret_access_key.as_ref());
+        if self.s3_allow_http {
+            o.insert("aws_allow_http".into(), "true".into());
+        }
+        if self.s3_path_style {
+            o.insert("aws_virtual_hosted_style_request".into(), "false".into());
+        }
+        for kv in &self.storage_options {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("--storage-option {kv:?}: expected KEY=VALUE");
+            };
+            o.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(o)
+    }
+}
+
+/// Parses the command line, layering the config file (if any) under flags and environment.
+pub(crate) fn parse() -> anyhow::Result<Cli> {
+    parse_from(std::env::args_os().collect(), |k| {
+        std::env::var_os(k).is_some()
+    })
+}
+
+/// [`parse`] with explicit arguments and environment lookup (for tests).
+pub(crate) fn parse_from(
+    args: Vec<OsString>,
+    env_is_set: impl Fn(&str) -> bool,
+) -> anyhow::Result<Cli> {
+    let cli = Cli::try_parse_from(&args)?;
+    let Some(path) = cli.config.clone() else {
+        return Ok(cli);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file_args =
+        file_args(&text, &env_is_set).with_context(|| format!("config file {}", path.display()))?;
+    // Program name, then the file's settings, then the real arguments: clap keeps the last
+    // value given for a flag, so the command line wins over the file.
+    let mut merged = Vec::with_capacity(args.len() + file_args.len());
+    merged.extend(args.first().cloned());
+    merged.extend(file_args);
+    merged.extend(args.into_iter().skip(1));
+    Ok(Cli::try_parse_from(merged)?)
+}
+
+/// Turns a TOML table into `--flag=value` arguments, skipping settings whose environment
+/// variable is set (the environment wins over the file).
+fn file_args(text: &str, env_is_set: &impl Fn(&str) -> bool) -> anyhow::Result<Vec<OsString>> {
+    let table: toml::Table = text.parse().context("not valid TOML")?;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let flag = key.replace('_', "-");
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(flag.as_str()))
+        else {
+            bail!("unknown setting {key:?}");
+        };
+        if flag == "config" {
+            bail!("a config file cannot name another config file");
+        }
+        if let Some(env) = arg.get_env().and_then(|e| e.to_str())
+            && env_is_set(env)
+        {
+            continue;
+        }
+        let values: Vec<String> = match value {
+            toml::Value::String(s) => vec![s],
+            toml::Value::Integer(i) => vec![i.to_string()],
+            toml::Value::Float(f) => vec![f.to_string()],
+            toml::Value::Boolean(b) => {
+                if b {
+                    out.push(OsString::from(format!("--{flag}")));
+                }
+                continue;
+            }
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s),
+                    other => Ok(other.to_string()),
+                })
+                .collect::<anyhow::Result<_>>()?,
+            toml::Value::Table(t) if flag == "storage-option" || flag == "storage-options" => t
+                .into_iter()
+                .map(|(k, v)| match v {
+                    toml::Value::String(s) => format!("{k}={s}"),
+                    other => format!("{k}={other}"),
+                })
+                .collect(),
+            other => bail!("setting {key:?}: unsupported value {other}"),
+        };
+        for v in values {
+            out.push(OsString::from(format!("--{flag}={v}")));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse_from(args(&["stackdrift"]), |_| false).unwrap();
+        assert_eq!(cli.role, Role::All);
+        assert_eq!(cli.settings.listen.port(), 4040);
+        assert_eq!(cli.settings.storage_url, "./data");
+    }
+
+    #[test]
+    fn file_is_layered_under_flags_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stackdrift.toml");
+        std::fs::write(
+            &path,
+            "storage_url = \"s3://b/p\"\nlisten = \"127.0.0.1:5000\"\n\
+             s3_allow_http = true\nflush-interval-ms = 100\n\
+             [storage-option]\naws_region = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        // File only.
+        let cli = parse_from(args(&["stackdrift", "querier", "--config", p]), |_| false).unwrap();
+        assert_eq!(cli.role, Role::Querier);
+        assert_eq!(cli.settings.storage_url, "s3://b/p");
+        assert_eq!(cli.settings.listen.port(), 5000);
+        assert_eq!(cli.settings.flush_interval_ms, 100);
+        let o = cli.settings.storage_options().unwrap();
+        assert_eq!(o["aws_allow_http"], "true");
+        assert_eq!(o["aws_region"], "eu-west-1");
+        // A flag beats the file.
+        let cli = parse_from(
+            args(&["stackdrift", "--config", p, "--listen", "127.0.0.1:6000"]),
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(cli.settings.listen.port(), 6000);
+        assert_eq!(cli.settings.storage_url, "s3://b/p");
+        // A set environment variable beats the file (the file's value is not applied).
+        let cli = parse_from(args(&["stackdrift", "--config", p]), |k| {
+            k == "STACKDRIFT_LISTEN"
+        })
+        .unwrap();
+        assert_eq!(cli.settings.listen.port(), 4040);
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let e = parse_from(
+            args(&["stackdrift", "--config", path.to_str().unwrap()]),
+            |_| false,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown setting \"no_such_setting\""),
+            "{e:#}"
+        );
+        assert!(
+            Settings::storage_options(
+                &parse_from(args(&["stackdrift", "--storage-option", "novalue"]), |_| {
+                    false
+                })
+                .unwrap()
+                .settings
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! One listener for HTTP/1.1, HTTP/2 and gRPC, plus the routes every role serves.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use prometheus::{Encoder, Registry, TextEncoder};
+use tower::ServiceExt;
+
+/// State of the routes every role serves.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub(crate) registry: Registry,
+    pub(crate) ready: Arc<AtomicBool>,
+    pub(crate) role: &'static str,
+}
+
+/// `/ready`, `/metrics` and `/` (what this is), for every role.
+pub(crate) fn common_routes(common: Common) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .with_state(common)
+}
+
+async fn ready(State(c): State<Common>) -> Response {
+    if c.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics(State(c): State<Common>) -> Response {
+    let families = c.registry.gather();
+    let mut buf = Vec::new();
+    match TextEncoder::new().encode(&families, &mut buf) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            buf,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn index(State(c): State<Common>) -> String {
+    format!(
+        "stackdrift {} ({} role)\n\nGET  /ready\nGET  /metrics\n\
+         POST /push.v1.PusherService/Push   (ingester: Connect or gRPC)\n\
+         POST /api/v1/sql                   (querier)\n",
+        env!("CARGO_PKG_VERSION"),
+        c.role
+    )
+}
+
+/// True for gRPC requests (`application/grpc`, `application/grpc+proto`, …).
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// One router for both kinds of traffic: gRPC requests go to `grpc`, everything else to
+/// `http`. Connect and gRPC share method paths, so the content type decides, not the path.
+pub(crate) fn dispatch(http: Router, grpc: Router) -> Router {
+    let svc = tower::service_fn(move |req: Request| {
+        let (http, grpc) = (http.clone(), grpc.clone());
+        async move {
+            let resp = if is_grpc(&req) {
+                grpc.oneshot(req).await
+            } else {
+                http.oneshot(req).await
+            };
+            Ok::<_, Infallible>(resp.unwrap_or_else(|e| match e {}))
+        }
+    });
+    Router::new().fallback_service(svc)
+}

@@ -1,0 +1,95 @@
+//! A `stackdrift` process started by a test, on 127.0.0.1 port 0.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `stackdrift`; killed when dropped.
+#[derive(Debug)]
+pub struct Stackdrift {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Stackdrift {
+    /// Starts `bin` with `args` (plus `--listen 127.0.0.1:0 --log-format json`) and waits
+    /// until it logs the address it listens on. Its log lines are echoed to stderr, prefixed
+    /// with `name`, so a failing test shows them.
+    pub fn start(bin: &Path, name: &str, args: &[&str]) -> Self {
+        Self::start_in(bin, name, Path::new("."), args)
+    }
+
+    /// [`Stackdrift::start`] with `dir` as the working directory.
+    pub fn start_in(bin: &Path, name: &str, dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .current_dir(dir)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{name}] {line}");
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening (HTTP and gRPC)"
+                    && let Some(addr) = v["addr"].as_str()
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("stackdrift did not report its address within 60 s");
+            }
+        };
+        Self {
+            child: Some(child),
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most `timeout`) for the process to exit.
+    pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("stackdrift did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Stackdrift {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
