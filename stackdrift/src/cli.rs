@@ -347,6 +347,24 @@ mod tests {
     }
 
     #[test]
+    fn example_config_parses() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/stackdrift.example.toml"
+        );
+        let cli = parse_from(args(&["stackdrift", "ingester", "--config", path]), |_| {
+            false
+        })
+        .unwrap();
+        assert_eq!(cli.settings.storage_url, "s3://profiles/stackdrift");
+        assert_eq!(cli.settings.max_profile_age_secs, 21600);
+        assert_eq!(cli.settings.log_format, LogFormat::Json);
+        let o = cli.settings.storage_options().unwrap();
+        assert_eq!(o["aws_region"], "eu-west-1");
+        assert_eq!(o["aws_conditional_put"], "etag");
+    }
+
+    #[test]
     fn bad_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
