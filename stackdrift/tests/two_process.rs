@@ -2,7 +2,6 @@
 //! and commits them on shutdown; a separate `stackdrift querier` on the same storage URL reads
 //! them back with SQL, tenant by tenant, with the per-function totals of the pprof itself.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -72,22 +71,6 @@ async fn sql_json(
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
-}
-
-fn totals(rows: &serde_json::Value) -> BTreeMap<String, (i64, i64)> {
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["function"].as_str().unwrap().to_owned(),
-                (
-                    r["self_value"].as_i64().unwrap(),
-                    r["total_value"].as_i64().unwrap(),
-                ),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +160,7 @@ async fn ingester_and_querier_processes_share_the_tables() {
     )
     .await;
     assert_eq!(status, 200, "{rows}");
-    assert_eq!(totals(&rows), expected("cpu_burn.pb.gz"));
+    assert_eq!(sql::totals_from_json(&rows), expected("cpu_burn.pb.gz"));
     let (status, rows) = sql_json(
         &http,
         &q,
@@ -186,7 +169,7 @@ async fn ingester_and_querier_processes_share_the_tables() {
     )
     .await;
     assert_eq!(status, 200, "{rows}");
-    assert_eq!(totals(&rows), expected("cpu_burn_raw.pb"));
+    assert_eq!(sql::totals_from_json(&rows), expected("cpu_burn_raw.pb"));
 
     // Each tenant sees only its own rows, whatever the WHERE clause says.
     let (_, rows) = sql_json(

@@ -24,8 +24,20 @@ impl Stackdrift {
 
     /// [`Stackdrift::start`] with `dir` as the working directory.
     pub fn start_in(bin: &Path, name: &str, dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(bin, name, dir, args, &[])
+    }
+
+    /// [`Stackdrift::start_in`] with extra environment variables.
+    pub fn start_with_env(
+        bin: &Path,
+        name: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(bin)
             .current_dir(dir)
+            .envs(env.iter().copied())
             .args(args)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .env_remove("RUST_LOG")

@@ -67,3 +67,21 @@ pub async fn function_totals(
         .map(|(f, s, t)| (f, (s, t)))
         .collect()
 }
+
+/// `function → (self, total)` from the JSON rows of [`function_totals_sql`] as the SQL API
+/// answers them.
+pub fn totals_from_json(rows: &serde_json::Value) -> BTreeMap<String, (i64, i64)> {
+    rows.as_array()
+        .unwrap_or_else(|| panic!("not an array of rows: {rows}"))
+        .iter()
+        .map(|r| {
+            (
+                r["function"].as_str().unwrap().to_owned(),
+                (
+                    r["self_value"].as_i64().unwrap(),
+                    r["total_value"].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
