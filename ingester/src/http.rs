@@ -23,6 +23,8 @@ pub fn routes(ingester: Arc<Ingester>) -> Router {
     let limit = ingester.limits().max_body_bytes;
     Router::new()
         .route("/push.v1.PusherService/Push", post(connect_push))
+        .route("/ingest", post(crate::legacy::ingest))
+        .route("/pyroscope/ingest", post(crate::legacy::ingest))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingester)
 }

@@ -4,6 +4,7 @@
 //! ```text
 //!  Connect POST /push.v1.PusherService/Push ──┐ (http.rs, json.rs)
 //!  gRPC    push.v1.PusherService/Push ────────┼─▶ Ingester::push ── validate + decode ──┐
+//!  POST /ingest (pprof, folded) ──────────────┤ (legacy.rs) push_normalized              │
 //!                                             │      (push.rs: labels, limits, time)     │
 //!                                             │                                          ▼
 //!                      answer ◀── commit ok ◀─┴──────────── Batcher (batcher.rs) ─▶ Store::append
@@ -17,6 +18,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod legacy;
 pub mod metrics;
 pub mod push;
 

@@ -66,6 +66,11 @@ impl Ingester {
         &self.limits
     }
 
+    /// The ingester's clock, µs since the epoch.
+    pub fn now_us(&self) -> i64 {
+        self.clock.now_us()
+    }
+
     /// Validates and stores a `push.v1` request; returns once it is committed.
     pub async fn push(
         &self,

@@ -122,11 +122,11 @@ pub(crate) struct Settings {
     pub(crate) max_body_bytes: usize,
 
     /// Ingest: largest profile after decompression, in bytes.
-    #[arg(long, env = "STACKDRIFT_MAX_PROFILE_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "STACKDRIFT_MAX_PROFILE_BYTES", default_value_t = 4 << 20)]
     pub(crate) max_profile_bytes: usize,
 
     /// Ingest: most samples in one profile.
-    #[arg(long, env = "STACKDRIFT_MAX_SAMPLES", default_value_t = 1_000_000)]
+    #[arg(long, env = "STACKDRIFT_MAX_SAMPLES", default_value_t = 16_000)]
     pub(crate) max_samples: usize,
 
     /// Ingest: deeper stacks are truncated to this many frames (leaf side kept).

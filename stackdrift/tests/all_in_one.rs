@@ -31,15 +31,15 @@ fn push_json(service: &str, profile: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+/// `stackdrift` with no arguments (but the test's listen address) in `dir`.
+fn start_all(dir: &Path) -> Stackdrift {
+    Stackdrift::start_in(Path::new(env!("CARGO_BIN_EXE_stackdrift")), "all", dir, &[])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_roles_start_with_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let sd = Stackdrift::start_in(
-        Path::new(env!("CARGO_BIN_EXE_stackdrift")),
-        "all",
-        dir.path(),
-        &[],
-    );
+    let sd = start_all(dir.path());
     let http = reqwest::Client::new();
     let url = sd.url.clone();
     let ready = http.get(format!("{url}/ready")).send().await.unwrap();
@@ -96,4 +96,101 @@ async fn all_roles_start_with_embedded_defaults() {
 
     let status = sd.terminate(Duration::from_secs(30));
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_ingest_accepts_pprof_and_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = start_all(dir.path());
+    let http = reqwest::Client::new();
+    let url = sd.url.clone();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ingest = |query: String, body: Vec<u8>| {
+        http.post(format!("{url}/ingest?{query}"))
+            .header("content-type", "binary/octet-stream")
+            .body(body)
+            .send()
+    };
+
+    // pprof, gzipped, as pyroscope-io sends it; `from` (seconds) dates the old fixture now.
+    let resp = ingest(
+        format!(
+            "name=legacy.cpu%7Benv%3Dstaging%7D&from={now}&until={}&format=pprof&sampleRate=100&spyName=pyspy",
+            now + 10
+        ),
+        fixture("cpu_burn.pb.gz"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    // Folded text, the default format; `from` in milliseconds.
+    let resp = ingest(
+        format!("name=folded-app%7Bregion%3Dus%7D&from={}", now * 1000),
+        b"main;work;hash 3\nmain;idle 1\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+
+    // Bad requests: a status and a one-line reason, nothing stored.
+    for (query, body, status, needle) in [
+        ("format=pprof", b"x".to_vec(), 400, "name"),
+        ("name=a&format=jfr", b"x".to_vec(), 415, "jfr"),
+        ("name=a&from=soon", b"a 1".to_vec(), 400, "invalid time"),
+        ("name=bad-fold", b"main;x y".to_vec(), 400, "line 1"),
+        ("name=a&format=pprof", b"garbage".to_vec(), 400, "profile"),
+    ] {
+        let resp = ingest(query.to_owned(), body).await.unwrap();
+        assert_eq!(resp.status(), status, "{query}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{query}: {text}");
+    }
+
+    let sql = |q: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let resp = http
+                .post(format!("{url}/api/v1/sql"))
+                .body(q)
+                .send()
+                .await
+                .unwrap();
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let rows = sql(stackdrift_tests::sql::function_totals_sql(
+        "anonymous",
+        "legacy",
+        cpu,
+    ))
+    .await;
+    let p = decode_profile(&fixture("cpu_burn.pb.gz"), 1 << 30).unwrap();
+    assert_eq!(
+        stackdrift_tests::sql::totals_from_json(&rows),
+        stackdrift_tests::reference::function_totals(&p, "cpu")
+    );
+    let rows = sql(format!(
+        "SELECT service_name, env, region, CAST(SUM(value) AS BIGINT) AS v, \
+         CAST(to_unixtime(MIN(time)) AS BIGINT) AS t FROM samples \
+         WHERE profile_type = '{cpu}' GROUP BY 1, 2, 3 ORDER BY 1"
+    ))
+    .await;
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            {"service_name": "folded-app", "region": "us", "v": 40_000_000, "t": now},
+            {"service_name": "legacy", "env": "staging", "t": now,
+             "v": p.sample.iter().map(|s| s.value[1]).sum::<i64>()},
+        ])
+    );
+    let rows =
+        sql("SELECT count(*) AS n FROM samples WHERE service_name IN ('a', 'bad-fold')".into())
+            .await;
+    assert_eq!(rows, serde_json::json!([{"n": 0}]));
+    assert!(sd.terminate(Duration::from_secs(30)).success());
 }
