@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use prost::Message;
 use stackdrift_model::pprof::decode_profile;
+use stackdrift_tests::client::{fixture_dated_now, sql_json};
 use stackdrift_tests::fixture;
 use stackdrift_tests::process::Stackdrift;
 
@@ -65,9 +66,7 @@ async fn all_roles_start_with_embedded_defaults() {
     );
 
     // The same profile dated now is accepted.
-    let mut p = decode_profile(&old, 1 << 30).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    p.time_nanos = now.as_nanos() as i64;
+    let p = fixture_dated_now("cpu_burn.pb.gz");
     let resp = push(push_json("all-in-one", &p.encode_to_vec()))
         .await
         .unwrap();
@@ -150,17 +149,8 @@ async fn legacy_ingest_accepts_pprof_and_folded() {
     }
 
     let sql = |q: String| {
-        let http = http.clone();
-        let url = url.clone();
-        async move {
-            let resp = http
-                .post(format!("{url}/api/v1/sql"))
-                .body(q)
-                .send()
-                .await
-                .unwrap();
-            resp.json::<serde_json::Value>().await.unwrap()
-        }
+        let (http, url) = (http.clone(), url.clone());
+        async move { sql_json(&http, &url, "anonymous", &q).await.1 }
     };
     let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
     let rows = sql(stackdrift_tests::sql::function_totals_sql(

@@ -3,16 +3,14 @@
 //! (`s3s-fs` on 127.0.0.1).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message;
-use stackdrift_model::pprof::decode_profile;
-use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use stackdrift_proto::types::v1::LabelPair;
+use stackdrift_tests::client::{fixture_dated_now, push_request, sql_json};
 use stackdrift_tests::process::Stackdrift;
 use stackdrift_tests::reference::function_totals;
 use stackdrift_tests::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
-use stackdrift_tests::{fixture, sql};
+use stackdrift_tests::sql;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_share_tables_on_s3() {
@@ -43,28 +41,11 @@ async fn roles_share_tables_on_s3() {
         ],
     );
     // A profile dated now, so the default age limit accepts it.
-    let mut p = decode_profile(&fixture("cpu_burn.pb.gz"), 1 << 30).unwrap();
-    p.time_nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    let label = |n: &str, v: &str| LabelPair {
-        name: n.into(),
-        value: v.into(),
-    };
-    let push = PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", "on-s3"),
-            ],
-            samples: vec![RawSample {
-                raw_profile: p.encode_to_vec().into(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    };
+    let p = fixture_dated_now("cpu_burn.pb.gz");
+    let push = push_request(
+        &[("__name__", "process_cpu"), ("service_name", "on-s3")],
+        p.encode_to_vec(),
+    );
     let http = reqwest::Client::new();
     let resp = http
         .post(format!("{}/push.v1.PusherService/Push", ingester.url))
@@ -95,19 +76,18 @@ async fn roles_share_tables_on_s3() {
             ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false"),
         ],
     );
-    let rows: serde_json::Value = http
-        .post(format!("{}/api/v1/sql", querier.url))
-        .body(sql::function_totals_sql(
+    let (status, rows) = sql_json(
+        &http,
+        &querier.url,
+        "anonymous",
+        &sql::function_totals_sql(
             "anonymous",
             "on-s3",
             "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
     let got = sql::totals_from_json(&rows);
     assert_eq!(got, function_totals(&p, "cpu"));
     assert!(querier.terminate(Duration::from_secs(30)).success());

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use prost::Message;
 use stackdrift_model::pprof::decode_profile;
+use stackdrift_proto::push::v1::PushRequest;
 use stackdrift_proto::push::v1::pusher_service_client::PusherServiceClient;
-use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use stackdrift_proto::types::v1::LabelPair;
+use stackdrift_tests::client::{self, sql_json};
 use stackdrift_tests::process::Stackdrift;
 use stackdrift_tests::reference::function_totals;
 use stackdrift_tests::{fixture, sql};
@@ -21,24 +21,14 @@ fn bin() -> &'static Path {
 }
 
 fn push_request(service: &str, profile: Vec<u8>) -> PushRequest {
-    let label = |n: &str, v: &str| LabelPair {
-        name: n.into(),
-        value: v.into(),
-    };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", service),
-                label("env", "e2e"),
-            ],
-            samples: vec![RawSample {
-                raw_profile: profile.into(),
-                id: "00000000-0000-0000-0000-000000000001".into(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    client::push_request(
+        &[
+            ("__name__", "process_cpu"),
+            ("service_name", service),
+            ("env", "e2e"),
+        ],
+        profile,
+    )
 }
 
 async fn connect_push(
@@ -54,23 +44,6 @@ async fn connect_push(
         .send()
         .await
         .unwrap()
-}
-
-async fn sql_json(
-    http: &reqwest::Client,
-    url: &str,
-    tenant: &str,
-    query: &str,
-) -> (u16, serde_json::Value) {
-    let resp = http
-        .post(format!("{url}/api/v1/sql"))
-        .header("x-scope-orgid", tenant)
-        .body(query.to_owned())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

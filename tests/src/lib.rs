@@ -6,6 +6,7 @@
 
 #![allow(missing_docs)]
 
+pub mod client;
 pub mod process;
 pub mod reference;
 pub mod s3;

@@ -1,0 +1,57 @@
+//! Talking to a running stackdrift the way clients do: push requests and the SQL API.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stackdrift_model::pprof::decode_profile;
+use stackdrift_proto::pprof::Profile;
+use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
+use stackdrift_proto::types::v1::LabelPair;
+
+/// A `push.v1` request with one series (`labels`) holding one profile.
+pub fn push_request(labels: &[(&str, &str)], profile: Vec<u8>) -> PushRequest {
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| LabelPair {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            samples: vec![RawSample {
+                raw_profile: profile.into(),
+                id: "00000000-0000-0000-0000-000000000001".into(),
+            }],
+            annotations: vec![],
+        }],
+    }
+}
+
+/// A checked-in fixture, decoded, with its time set to now (so age limits accept it).
+pub fn fixture_dated_now(name: &str) -> Profile {
+    let mut p = decode_profile(&crate::fixture(name), 1 << 30).expect("fixture decodes");
+    p.time_nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64;
+    p
+}
+
+/// Runs `query` through `POST {url}/api/v1/sql` as `tenant`; returns the status and the JSON
+/// body.
+pub async fn sql_json(
+    http: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    query: &str,
+) -> (u16, serde_json::Value) {
+    let resp = http
+        .post(format!("{url}/api/v1/sql"))
+        .header("x-scope-orgid", tenant)
+        .body(query.to_owned())
+        .send()
+        .await
+        .expect("SQL request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON body"))
+}
