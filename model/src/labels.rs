@@ -68,7 +68,7 @@ impl Labels {
     {
         let mut map = BTreeMap::new();
         for (name, value) in pairs {
-            let (name, value) = (name.into(), value.into());
+            let (name, value) = (sanitize_name(name.into()), value.into());
             if value.is_empty() {
                 continue;
             }
@@ -130,6 +130,7 @@ impl Labels {
             if value.is_empty() {
                 continue;
             }
+            let name = &sanitize_name(name.clone());
             validate_name(name, limits)?;
             if value.len() > limits.max_value_len {
                 return Err(LabelError::ValueTooLong {
@@ -147,6 +148,17 @@ impl Labels {
             });
         }
         Ok(Self(map))
+    }
+}
+
+/// Dotted names, as OpenTelemetry and pyroscope-rs SDKs send (`otel.scope.name`,
+/// `process.runtime.name`), are stored with `_` for `.` (`otel_scope_name`), the way
+/// Prometheus translates OTel attribute names. Other names are left for [`validate_name`].
+pub fn sanitize_name(name: String) -> String {
+    if name.contains('.') {
+        name.replace('.', "_")
+    } else {
+        name
     }
 }
 
@@ -208,12 +220,20 @@ mod tests {
         assert_eq!(l.get("env"), Some("prod"));
         assert_eq!(l.get("region"), None);
         assert_eq!(l.extra().count(), 1);
+        let l = labels(&[("service_name", "api"), ("otel.scope.name", "py")]).unwrap();
+        assert_eq!(
+            l.get("otel_scope_name"),
+            Some("py"),
+            "dots become underscores"
+        );
+        let dup = labels(&[("service_name", "api"), ("a.b", "1"), ("a_b", "2")]);
+        assert!(matches!(dup, Err(LabelError::Duplicate(_))));
     }
 
     #[test]
     fn rejects_bad_names() {
         for bad in [
-            "1abc", "a-b", "a.b", "", "ünï", "__x__", "time", "stack_id", "day",
+            "1abc", "a-b", "a b", "", "ünï", "__x__", "time", "stack_id", "day",
         ] {
             let err = labels(&[("service_name", "api"), (bad, "v")]).unwrap_err();
             assert!(

@@ -11,6 +11,7 @@
 //! Everything here is pure and synchronous; nothing knows about HTTP, storage or flags.
 //! Decoding never panics: every malformed input is a [`DecodeError`].
 
+pub mod auth;
 pub mod clock;
 pub mod encode;
 pub mod error;
