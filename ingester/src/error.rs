@@ -46,6 +46,14 @@ pub enum IngestError {
     /// The ingester is shutting down.
     #[error("ingester is shutting down")]
     ShuttingDown,
+    /// The tenant is over its ingestion rate.
+    #[error("{message}")]
+    RateLimited {
+        /// What limit was hit.
+        message: String,
+        /// When the client may try again.
+        retry_after_secs: u64,
+    },
 }
 
 impl IngestError {
@@ -64,13 +72,32 @@ impl IngestError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that are worth a retry.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Unavailable(_) | Self::ShuttingDown => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` header for this error, if it has one.
+    pub fn retry_after_header(&self) -> Option<http::HeaderValue> {
+        self.retry_after_secs().map(http::HeaderValue::from)
     }
 
     /// gRPC status code (also used, in its Connect spelling, for Connect errors).
     pub fn grpc_code(&self) -> tonic::Code {
         match self.http_status() {
-            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+                tonic::Code::ResourceExhausted
+            }
             StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
             StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
             StatusCode::UNPROCESSABLE_ENTITY => tonic::Code::FailedPrecondition,
@@ -95,13 +122,20 @@ impl IngestError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Unavailable(_) => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
+            Self::RateLimited { .. } => "rate_limited",
         }
     }
 }
 
 impl From<IngestError> for tonic::Status {
     fn from(e: IngestError) -> Self {
-        tonic::Status::new(e.grpc_code(), e.to_string())
+        let mut status = tonic::Status::new(e.grpc_code(), e.to_string());
+        if let Some(secs) = e.retry_after_secs()
+            && let Ok(v) = secs.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", v);
+        }
+        status
     }
 }
 

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use prost::Message;
-use stackdrift_model::tenant::{TENANT_HEADER, tenant_from_header};
+use stackdrift_model::tenant::TENANT_HEADER;
 use stackdrift_proto::push::v1::pusher_service_server::{PusherService, PusherServiceServer};
 use stackdrift_proto::push::v1::{PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 
-use crate::error::IngestError;
 use crate::push::Ingester;
 
 /// The gRPC service.
@@ -20,7 +19,7 @@ pub struct GrpcPusher {
 impl GrpcPusher {
     /// A tonic server for `ingester`, accepting gzip-compressed requests.
     pub fn server(ingester: Arc<Ingester>) -> PusherServiceServer<Self> {
-        let limit = ingester.limits().max_body_bytes;
+        let limit = ingester.limits().max_body_bytes();
         PusherServiceServer::new(Self { ingester })
             .max_decoding_message_size(limit)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -30,16 +29,25 @@ impl GrpcPusher {
 #[tonic::async_trait]
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let tenant =
-            tenant_from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
-                .map_err(|m| {
-                    let e = IngestError::BadRequest(m);
-                    self.ingester.reject(&e);
-                    Status::from(e)
-                })?;
-        let request = request.into_inner();
+        let (tenant, request) = admit(&self.ingester, request)?;
         let size = request.encoded_len();
         self.ingester.push(&tenant, &request, size).await?;
         Ok(Response::new(PushResponse {}))
+    }
+}
+
+/// Admits a gRPC request by its metadata (as [`Ingester::admit`]); returns the tenant and the
+/// message. A refusal is counted and becomes the gRPC status.
+pub fn admit<T: Message>(ingester: &Ingester, request: Request<T>) -> Result<(String, T), Status> {
+    let md = request.metadata();
+    let authorization = md.get("authorization").map(|v| v.as_bytes());
+    let org_id = md.get(TENANT_HEADER).map(|v| v.as_bytes());
+    let size = request.get_ref().encoded_len();
+    match ingester.admit(authorization, org_id, size) {
+        Ok(tenant) => Ok((tenant, request.into_inner())),
+        Err(e) => {
+            ingester.reject(&e);
+            Err(Status::from(e))
+        }
     }
 }

@@ -8,10 +8,10 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use prost::Message;
 use stackdrift_model::pprof::read_capped;
-use stackdrift_model::tenant::{TENANT_HEADER, tenant_from_header};
+use stackdrift_model::tenant::TENANT_HEADER;
 use stackdrift_proto::push::v1::PushRequest;
 
 use crate::error::{IngestError, connect_code};
@@ -20,19 +20,28 @@ use crate::push::Ingester;
 
 /// Routes served by the ingester role.
 pub fn routes(ingester: Arc<Ingester>) -> Router {
-    let limit = ingester.limits().max_body_bytes;
+    let limit = ingester.limits().max_body_bytes();
     Router::new()
         .route("/push.v1.PusherService/Push", post(connect_push))
         .route("/ingest", post(crate::legacy::ingest))
         .route("/pyroscope/ingest", post(crate::legacy::ingest))
+        .route("/v1development/profiles", post(crate::otlp::http_export))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingester)
 }
 
-/// The tenant of a request: `X-Scope-OrgID`, or `anonymous`.
-pub fn tenant(headers: &HeaderMap) -> Result<String, IngestError> {
-    tenant_from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
-        .map_err(IngestError::BadRequest)
+/// Admits a request by its headers: authentication, tenant (`X-Scope-OrgID`, else
+/// `anonymous`), body size and ingestion rate. Returns the tenant.
+pub fn admit(
+    ingester: &Ingester,
+    headers: &HeaderMap,
+    body_bytes: usize,
+) -> Result<String, IngestError> {
+    ingester.admit(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        body_bytes,
+    )
 }
 
 /// Decompresses a request body according to `Content-Encoding`, stopping at `max` bytes.
@@ -64,7 +73,7 @@ pub fn request_body(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<
     }
 }
 
-fn content_type(headers: &HeaderMap) -> String {
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -82,9 +91,9 @@ async fn connect_push(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let tenant = tenant(&headers)?;
+        let tenant = admit(&ingester, &headers, body.len())?;
         let ct = content_type(&headers);
-        let limit = ingester.limits().max_body_bytes;
+        let limit = ingester.limits_for(&tenant).max_decompressed_bytes;
         let raw = request_body(&headers, &body, limit)?;
         let request = match ct.as_str() {
             "application/proto" | "application/protobuf" | "application/x-protobuf" => {
@@ -123,9 +132,8 @@ pub fn connect_error(e: &IngestError) -> Response {
     let status = e.http_status();
     let body = serde_json_string(connect_code(e.grpc_code()), &e.to_string());
     let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(v) = e.retry_after_header() {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     if matches!(e, IngestError::Unauthenticated(_)) {
         resp.headers_mut().insert(

@@ -7,9 +7,10 @@
 //!                                                                or folded lines `a;b;c 12`
 //! ```
 //!
-//! Supported formats: `pprof` and `folded` (the default). Multipart bodies (the Go SDK's
-//! `profile` + `sample_type_config` parts) and the `lines`, `trie`, `tree`, `jfr`,
-//! `speedscope` formats are refused with 415 and a message naming what is missing.
+//! Supported formats: `pprof` (raw, gzip, or multipart with `profile` and
+//! `sample_type_config` parts, as the Go and Python SDKs send) and `folded` (the default).
+//! The `lines`, `trie`, `tree`, `jfr` and `speedscope` formats are refused with 415 and a
+//! message naming what is missing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
 use stackdrift_model::labels::SERVICE_NAME;
 use stackdrift_model::pprof::{is_gzip, read_capped};
 use stackdrift_model::{
@@ -25,7 +27,7 @@ use stackdrift_model::{
 };
 
 use crate::error::IngestError;
-use crate::http::{request_body, tenant};
+use crate::http::{admit, request_body};
 use crate::push::{Ingester, series_labels};
 
 /// Profile kinds a `name` may end with (`app.cpu`, `app.alloc_space`, …).
@@ -227,11 +229,11 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let tenant = match tenant(&headers) {
+    let tenant = match admit(&ingester, &headers, body.len()) {
         Ok(t) => t,
         Err(e) => return reject(&ingester, e),
     };
-    let profile = match decode(&ingester, &params, &headers, &body) {
+    let profile = match decode(&ingester, &tenant, &params, &headers, &body) {
         Ok(p) => p,
         Err(e) => return reject(&ingester, e),
     };
@@ -245,11 +247,12 @@ pub async fn ingest(
 
 fn decode(
     ingester: &Ingester,
+    tenant: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<NormalizedProfile, IngestError> {
-    let limits = ingester.limits().decode;
+    let limits = ingester.limits_for(tenant).decode;
     let name = params
         .get("name")
         .ok_or_else(|| IngestError::BadRequest("missing query parameter `name`".into()))?;
@@ -276,10 +279,20 @@ fn decode(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if content_type.starts_with("multipart/") {
-        return Err(IngestError::UnsupportedMediaType(
-            "multipart/form-data (not supported yet: send the pprof as the raw body)".into(),
-        ));
+    let family = name.kind.as_deref().map(family);
+    if content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/")
+    {
+        let ctx = SeriesContext {
+            labels: &labels,
+            family,
+            now_us,
+        };
+        let mut profile = decode_multipart(content_type, headers, body, ctx, &limits)?;
+        apply_window(&mut profile, from, until);
+        return Ok(profile);
     }
     let format = params.get("format").map(String::as_str).unwrap_or("folded");
     let mut profile = match format {
@@ -287,7 +300,7 @@ fn decode(
             let raw = request_body(headers, body, limits.max_uncompressed_bytes)?;
             let ctx = SeriesContext {
                 labels: &labels,
-                family: name.kind.as_deref().map(family),
+                family,
                 now_us,
             };
             stackdrift_model::decode_pprof(&raw, ctx, &limits).map_err(|source| {
@@ -320,14 +333,118 @@ fn decode(
             )));
         }
     };
-    // The client's window wins over the profile's own clock.
+    apply_window(&mut profile, from, until);
+    Ok(profile)
+}
+
+/// The client's `from`/`until` window wins over the profile's own clock.
+fn apply_window(profile: &mut NormalizedProfile, from: Option<i64>, until: Option<i64>) {
     if let Some(from) = from {
         profile.time_us = from;
         if let Some(until) = until {
             profile.duration_us = until.saturating_sub(from).max(0);
         }
     }
-    Ok(profile)
+}
+
+/// How an SDK describes one sample type in the `sample_type_config` part.
+#[derive(Debug, Default, Deserialize)]
+struct SampleTypeConfig {
+    units: Option<String>,
+}
+
+/// A multipart body: part `profile` (pprof, raw or gzip) and optionally `sample_type_config`
+/// (JSON: sample type → `{units, display-name, aggregation, cumulative, sampled}`). With a
+/// config, only the sample types it names are stored, and its `units` fill in a unit the pprof
+/// leaves empty; the other keys describe how Pyroscope's old UI showed a type and are ignored
+/// (values are stored as sent: current SDKs send deltas, never cumulative counters). Other
+/// parts (`prev_profile` of old Go SDKs) are ignored.
+fn decode_multipart(
+    content_type: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    ctx: SeriesContext<'_>,
+    limits: &DecodeLimits,
+) -> Result<NormalizedProfile, IngestError> {
+    let bad = |e: String| IngestError::BadRequest(format!("multipart body: {e}"));
+    let boundary = crate::multipart::boundary(content_type).map_err(bad)?;
+    let raw = request_body(
+        headers,
+        body,
+        limits.max_uncompressed_bytes.saturating_mul(2),
+    )?;
+    let parts = crate::multipart::parse(&raw, &boundary, 16).map_err(bad)?;
+    let profile_part = parts
+        .iter()
+        .find(|p| p.name == "profile")
+        .ok_or_else(|| bad("no part named \"profile\"".into()))?;
+    let config: Option<HashMap<String, SampleTypeConfig>> = parts
+        .iter()
+        .find(|p| p.name == "sample_type_config")
+        .map(|p| {
+            serde_json::from_slice(p.data)
+                .map_err(|e| bad(format!("sample_type_config is not valid JSON: {e}")))
+        })
+        .transpose()?;
+    let decode_err = |source| IngestError::Decode {
+        series: 0,
+        profile: 0,
+        source,
+    };
+    let mut profile =
+        stackdrift_model::pprof::decode_profile(profile_part.data, limits.max_uncompressed_bytes)
+            .map_err(decode_err)?;
+    if let Some(config) = config {
+        select_sample_types(&mut profile, &config)?;
+    }
+    stackdrift_model::pprof::normalize(&profile, ctx, limits).map_err(decode_err)
+}
+
+/// Keeps the sample types `config` names, filling in empty units from it.
+fn select_sample_types(
+    profile: &mut stackdrift_proto::pprof::Profile,
+    config: &HashMap<String, SampleTypeConfig>,
+) -> Result<(), IngestError> {
+    let name = |i: i64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| profile.string_table.get(i))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut keep = Vec::with_capacity(profile.sample_type.len());
+    for (i, vt) in profile.sample_type.iter().enumerate() {
+        if let Some(c) = config.get(&name(vt.r#type)) {
+            keep.push((i, c.units.clone().filter(|_| name(vt.unit).is_empty())));
+        }
+    }
+    if keep.is_empty() {
+        let declared: Vec<String> = profile
+            .sample_type
+            .iter()
+            .map(|vt| name(vt.r#type))
+            .collect();
+        return Err(IngestError::Unprocessable(format!(
+            "none of the profile's sample types {declared:?} is named in sample_type_config"
+        )));
+    }
+    let mut types = Vec::with_capacity(keep.len());
+    for (i, units) in &keep {
+        let mut vt = profile.sample_type[*i];
+        if let Some(u) = units {
+            vt.unit = profile.string_table.len() as i64;
+            profile.string_table.push(u.clone());
+        }
+        types.push(vt);
+    }
+    profile.sample_type = types;
+    for sample in &mut profile.sample {
+        // A sample with the wrong value count is left as is, for normalize to reject.
+        if sample.value.len() > keep.iter().map(|(i, _)| *i).max().unwrap_or(0) {
+            sample.value = keep.iter().map(|(i, _)| sample.value[*i]).collect();
+        }
+    }
+    Ok(())
 }
 
 fn reject(ingester: &Ingester, e: IngestError) -> Response {
@@ -339,9 +456,8 @@ fn reject(ingester: &Ingester, e: IngestError) -> Response {
 fn error_response(e: &IngestError) -> Response {
     let status = e.http_status();
     let mut resp = (status, format!("{e}\n")).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    if let Some(v) = e.retry_after_header() {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

@@ -19,10 +19,14 @@ pub mod grpc;
 pub mod http;
 pub mod json;
 pub mod legacy;
+pub mod limits;
 pub mod metrics;
+pub mod multipart;
+pub mod otlp;
 pub mod push;
 
 pub use batcher::{BatchConfig, Batcher};
 pub use error::IngestError;
+pub use limits::{IngestLimits, RateLimiter, TenantLimits};
 pub use metrics::IngestMetrics;
-pub use push::{IngestLimits, Ingester};
+pub use push::{Admission, Ingester};

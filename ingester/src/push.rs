@@ -8,62 +8,87 @@ use stackdrift_model::{DecodeLimits, LabelError, Labels, NormalizedProfile, Seri
 use stackdrift_proto::push::v1::PushRequest;
 use stackdrift_storage::TenantProfile;
 
+use stackdrift_model::auth::Auth;
+
 use crate::batcher::Batcher;
 use crate::error::IngestError;
+use crate::limits::{IngestLimits, RateLimiter, TenantLimits};
 use crate::metrics::IngestMetrics;
-
-/// Per-tenant ingest limits (the same for every tenant until per-tenant overrides land).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IngestLimits {
-    /// Limits applied to each profile.
-    pub decode: DecodeLimits,
-    /// Request body bytes, as received.
-    pub max_body_bytes: usize,
-    /// Profiles dated more than this far in the future are rejected (µs).
-    pub max_future_us: i64,
-    /// Profiles older than this are rejected (µs); `None` accepts any age (backfills).
-    pub max_age_us: Option<i64>,
-}
-
-impl Default for IngestLimits {
-    fn default() -> Self {
-        Self {
-            decode: DecodeLimits::default(),
-            max_body_bytes: 256 << 20,
-            max_future_us: 10 * 60 * 1_000_000,
-            max_age_us: Some(60 * 60 * 1_000_000),
-        }
-    }
-}
 
 /// The ingester role's core: shared by the HTTP, Connect and gRPC front ends.
 #[derive(Debug)]
 pub struct Ingester {
     batcher: Batcher,
-    limits: IngestLimits,
+    limits: TenantLimits,
+    auth: Auth,
+    rate: RateLimiter,
     clock: SharedClock,
     metrics: IngestMetrics,
+}
+
+/// Who may push, and within which limits.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// Per-tenant limits.
+    pub limits: TenantLimits,
+    /// Tenant tokens; disabled by default.
+    pub auth: Auth,
 }
 
 impl Ingester {
     /// An ingester that commits through `batcher`.
     pub fn new(
         batcher: Batcher,
-        limits: IngestLimits,
+        admission: Admission,
         clock: SharedClock,
         metrics: IngestMetrics,
     ) -> Arc<Self> {
         Arc::new(Self {
             batcher,
-            limits,
+            limits: admission.limits,
+            auth: admission.auth,
+            rate: RateLimiter::default(),
             clock,
             metrics,
         })
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &IngestLimits {
+    /// The limits of every tenant.
+    pub fn limits(&self) -> &TenantLimits {
         &self.limits
+    }
+
+    /// The limits of `tenant`.
+    pub fn limits_for(&self, tenant: &str) -> &IngestLimits {
+        self.limits.get(tenant)
+    }
+
+    /// Admits a request: authenticates it (`Authorization`, `X-Scope-OrgID`), checks its size
+    /// against the tenant's body limit and charges it to the tenant's ingestion rate. Returns
+    /// the tenant.
+    pub fn admit(
+        &self,
+        authorization: Option<&[u8]>,
+        org_id: Option<&[u8]>,
+        body_bytes: usize,
+    ) -> Result<String, IngestError> {
+        let tenant = self.auth.tenant(authorization, org_id).map_err(|e| {
+            if self.auth.enabled() {
+                IngestError::Unauthenticated(e.0)
+            } else {
+                IngestError::BadRequest(e.0)
+            }
+        })?;
+        let limits = self.limits.get(&tenant);
+        if body_bytes > limits.max_body_bytes {
+            return Err(IngestError::TooLarge(format!(
+                "request body of {body_bytes} bytes exceeds the limit of {} bytes",
+                limits.max_body_bytes
+            )));
+        }
+        self.rate
+            .admit(&tenant, body_bytes, limits, self.clock.now_us())?;
+        Ok(tenant)
     }
 
     /// The ingester's clock, µs since the epoch.
@@ -113,6 +138,7 @@ impl Ingester {
         request: &PushRequest,
     ) -> Result<Vec<TenantProfile>, IngestError> {
         let now_us = self.clock.now_us();
+        let limits = self.limits.get(tenant);
         let mut out = Vec::new();
         for (si, series) in request.series.iter().enumerate() {
             let (labels, family) = series_labels(
@@ -120,7 +146,7 @@ impl Ingester {
                     .labels
                     .iter()
                     .map(|l| (l.name.as_str(), l.value.as_str())),
-                &self.limits.decode,
+                &limits.decode,
             )
             .map_err(|source| IngestError::Labels { series: si, source })?;
             for (pi, sample) in series.samples.iter().enumerate() {
@@ -130,13 +156,13 @@ impl Ingester {
                     now_us,
                 };
                 let profile =
-                    stackdrift_model::decode_pprof(&sample.raw_profile, ctx, &self.limits.decode)
+                    stackdrift_model::decode_pprof(&sample.raw_profile, ctx, &limits.decode)
                         .map_err(|source| IngestError::Decode {
-                        series: si,
-                        profile: pi,
-                        source,
-                    })?;
-                self.check_time(&profile, now_us)?;
+                            series: si,
+                            profile: pi,
+                            source,
+                        })?;
+                check_time(limits, &profile, now_us)?;
                 out.push(TenantProfile {
                     tenant: tenant.to_owned(),
                     profile,
@@ -146,6 +172,23 @@ impl Ingester {
         Ok(out)
     }
 
+    /// Validates and stores an OTLP export request; returns once it is committed.
+    pub async fn push_otlp(
+        &self,
+        tenant: &str,
+        request: &opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest,
+        body_bytes: usize,
+    ) -> Result<(), IngestError> {
+        let result = async {
+            let limits = self.limits.get(tenant);
+            let profiles = crate::otlp::convert(request, &limits.decode, self.clock.now_us())?;
+            self.push_normalized(tenant, profiles).await
+        }
+        .await;
+        self.account(tenant, body_bytes, &result);
+        result
+    }
+
     /// Stores already-normalized profiles (folded text, OTLP) for `tenant`.
     pub async fn push_normalized(
         &self,
@@ -153,8 +196,9 @@ impl Ingester {
         profiles: Vec<NormalizedProfile>,
     ) -> Result<(), IngestError> {
         let now_us = self.clock.now_us();
+        let limits = self.limits.get(tenant);
         for p in &profiles {
-            self.check_time(p, now_us)?;
+            check_time(limits, p, now_us)?;
         }
         let profiles = profiles
             .into_iter()
@@ -165,26 +209,30 @@ impl Ingester {
             .collect();
         self.batcher.submit(profiles).await
     }
+}
 
-    fn check_time(&self, p: &NormalizedProfile, now_us: i64) -> Result<(), IngestError> {
-        if p.time_us > now_us.saturating_add(self.limits.max_future_us) {
-            return Err(IngestError::Unprocessable(format!(
-                "profile time {} is more than {}s in the future",
-                p.time_us,
-                self.limits.max_future_us / 1_000_000
-            )));
-        }
-        if let Some(max_age) = self.limits.max_age_us
-            && p.time_us < now_us.saturating_sub(max_age)
-        {
-            return Err(IngestError::Unprocessable(format!(
-                "profile time {} is more than {}s in the past",
-                p.time_us,
-                max_age / 1_000_000
-            )));
-        }
-        Ok(())
+fn check_time(
+    limits: &IngestLimits,
+    p: &NormalizedProfile,
+    now_us: i64,
+) -> Result<(), IngestError> {
+    if p.time_us > now_us.saturating_add(limits.max_future_us) {
+        return Err(IngestError::Unprocessable(format!(
+            "profile time {} is more than {}s in the future",
+            p.time_us,
+            limits.max_future_us / 1_000_000
+        )));
     }
+    if let Some(max_age) = limits.max_age_us
+        && p.time_us < now_us.saturating_sub(max_age)
+    {
+        return Err(IngestError::Unprocessable(format!(
+            "profile time {} is more than {}s in the past",
+            p.time_us,
+            max_age / 1_000_000
+        )));
+    }
+    Ok(())
 }
 
 /// Splits pushed labels into the series label set and the profile family (`__name__`).

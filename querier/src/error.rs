@@ -27,6 +27,9 @@ pub enum QueryError {
         /// DataFusion's account of it.
         detail: String,
     },
+    /// No or wrong credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The tables could not be read (object store unreachable, corrupt log).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -42,6 +45,7 @@ impl QueryError {
             Self::BadRequest(_) | Self::InvalidQuery(_) | Self::ReadOnly(_) => {
                 StatusCode::BAD_REQUEST
             }
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Memory { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -55,6 +59,7 @@ impl QueryError {
             Self::BadRequest(_) => "bad_request",
             Self::InvalidQuery(_) => "invalid_query",
             Self::ReadOnly(_) => "read_only",
+            Self::Unauthenticated(_) => "unauthenticated",
             Self::Timeout(_) => "timeout",
             Self::Memory { .. } => "memory",
             Self::Unavailable(_) => "unavailable",

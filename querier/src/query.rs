@@ -1,5 +1,6 @@
 //! Running one SQL query for one tenant, inside its limits.
 
+use stackdrift_model::auth::Auth;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
 
 /// Per-query limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct QueryConfig {
     /// Wall-clock limit of one query, planning included.
     pub timeout: Duration,
@@ -24,6 +25,8 @@ pub struct QueryConfig {
     pub memory_limit: usize,
     /// Rows per batch inside the engine.
     pub batch_size: usize,
+    /// Tenant tokens; when enabled, every query must carry one and sees only its tenant.
+    pub auth: Auth,
 }
 
 impl Default for QueryConfig {
@@ -32,6 +35,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(60),
             memory_limit: 1 << 30,
             batch_size: 8192,
+            auth: Auth::disabled(),
         }
     }
 }
@@ -66,6 +70,21 @@ impl Querier {
     /// The limits in force.
     pub fn config(&self) -> &QueryConfig {
         &self.config
+    }
+
+    /// The tenant a request acts for, from its `Authorization` and `X-Scope-OrgID` headers.
+    pub fn tenant(
+        &self,
+        authorization: Option<&[u8]>,
+        org_id: Option<&[u8]>,
+    ) -> Result<String, QueryError> {
+        self.config.auth.tenant(authorization, org_id).map_err(|e| {
+            if self.config.auth.enabled() {
+                QueryError::Unauthenticated(e.0)
+            } else {
+                QueryError::BadRequest(e.0)
+            }
+        })
     }
 
     /// A fresh session that sees only `tenant`'s rows, with this querier's memory limit.

@@ -16,7 +16,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode, header};
-use stackdrift_model::tenant::{TENANT_HEADER, tenant_from_header};
+use stackdrift_model::tenant::TENANT_HEADER;
 
 use crate::error::QueryError;
 use crate::query::{Querier, QueryOutput};
@@ -123,8 +123,10 @@ async fn answer(
 ) -> Response {
     let result = async {
         let format = Format::negotiate(format, headers)?;
-        let tenant = tenant_from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
-            .map_err(QueryError::BadRequest)?;
+        let tenant = querier.tenant(
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        )?;
         let out = querier.query(&tenant, sql).await?;
         let body = encode(&out, format)?;
         Ok::<_, QueryError>((format, body))

@@ -121,6 +121,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_MAX_BODY_BYTES", default_value_t = 256 << 20)]
     pub(crate) max_body_bytes: usize,
 
+    /// Ingest: largest request body after its Content-Encoding is undone, in bytes
+    /// (decompression stops there: the most memory a gzip bomb can cost).
+    #[arg(long, env = "STACKDRIFT_MAX_DECOMPRESSED_BYTES", default_value_t = 64 << 20)]
+    pub(crate) max_decompressed_bytes: usize,
+
     /// Ingest: largest profile after decompression, in bytes.
     #[arg(long, env = "STACKDRIFT_MAX_PROFILE_BYTES", default_value_t = 4 << 20)]
     pub(crate) max_profile_bytes: usize,
@@ -141,6 +146,41 @@ pub(crate) struct Settings {
     /// Ingest: profiles dated more than this many seconds ahead are rejected.
     #[arg(long, env = "STACKDRIFT_MAX_FUTURE_SECS", default_value_t = 600)]
     pub(crate) max_future_secs: u64,
+
+    /// Ingest: label names per series.
+    #[arg(long, env = "STACKDRIFT_MAX_LABEL_NAMES", default_value_t = 30)]
+    pub(crate) max_label_names: usize,
+
+    /// Ingest: bytes in a label name.
+    #[arg(long, env = "STACKDRIFT_MAX_LABEL_NAME_LENGTH", default_value_t = 1024)]
+    pub(crate) max_label_name_length: usize,
+
+    /// Ingest: bytes in a label value.
+    #[arg(
+        long,
+        env = "STACKDRIFT_MAX_LABEL_VALUE_LENGTH",
+        default_value_t = 2048
+    )]
+    pub(crate) max_label_value_length: usize,
+
+    /// Ingest: sustained request bytes per second per tenant (as received); 0 = unlimited.
+    #[arg(long, env = "STACKDRIFT_INGESTION_RATE_BYTES", default_value_t = 4 << 20)]
+    pub(crate) ingestion_rate_bytes: u64,
+
+    /// Ingest: bytes a tenant may send at once above its sustained rate.
+    #[arg(long, env = "STACKDRIFT_INGESTION_BURST_BYTES", default_value_t = 2 << 20)]
+    pub(crate) ingestion_burst_bytes: u64,
+
+    /// Ingest: TOML file of per-tenant overrides of the ingest limits
+    /// (`[tenants.NAME]` tables; keys as these flags, with `_`).
+    #[arg(long, env = "STACKDRIFT_TENANT_LIMITS_FILE", value_name = "FILE")]
+    pub(crate) tenant_limits_file: Option<PathBuf>,
+
+    /// TOML file mapping each tenant to its token(s) (`acme = "TOKEN"`); when set, every push
+    /// and query must carry `Authorization: Bearer TOKEN` (or Basic with the token as
+    /// password) and acts only for that token's tenant.
+    #[arg(long, env = "STACKDRIFT_AUTH_FILE", value_name = "FILE")]
+    pub(crate) auth_file: Option<PathBuf>,
 
     /// Query: wall-clock limit per query, in seconds.
     #[arg(long, env = "STACKDRIFT_QUERY_TIMEOUT_SECS", default_value_t = 60)]

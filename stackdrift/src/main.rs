@@ -19,7 +19,11 @@ use axum::Router;
 use prometheus::Registry;
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 use stackdrift_ingester::grpc::GrpcPusher;
-use stackdrift_ingester::{BatchConfig, Batcher, IngestLimits, IngestMetrics, Ingester};
+use stackdrift_ingester::otlp::GrpcProfiles;
+use stackdrift_ingester::{
+    Admission, BatchConfig, Batcher, IngestLimits, IngestMetrics, Ingester, TenantLimits,
+};
+use stackdrift_model::auth::Auth;
 use stackdrift_model::clock::system_clock;
 use stackdrift_model::{DecodeLimits, LabelLimits};
 use stackdrift_querier::{Querier, QueryConfig, QueryMetrics};
@@ -97,6 +101,14 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         url: s.storage_url.clone(),
         options: s.storage_options()?,
     };
+    let auth = match &s.auth_file {
+        Some(path) => {
+            let auth = Auth::from_file(path).map_err(anyhow::Error::msg)?;
+            info!(file = %path.display(), "tenant authentication on");
+            auth
+        }
+        None => Auth::disabled(),
+    };
     let store = Store::open(storage).await.context("opening the tables")?;
     let registry = Registry::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -133,15 +145,32 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
                 max_uncompressed_bytes: s.max_profile_bytes,
                 max_samples: s.max_samples,
                 max_stack_depth: s.max_stack_depth.max(1),
-                labels: LabelLimits::default(),
+                labels: LabelLimits {
+                    max_names: s.max_label_names,
+                    max_name_len: s.max_label_name_length,
+                    max_value_len: s.max_label_value_length,
+                },
             },
             max_body_bytes: s.max_body_bytes,
+            max_decompressed_bytes: s.max_decompressed_bytes,
             max_future_us: secs_to_us(s.max_future_secs),
             max_age_us: (s.max_profile_age_secs > 0).then(|| secs_to_us(s.max_profile_age_secs)),
+            rate_bytes_per_sec: s.ingestion_rate_bytes as f64,
+            burst_bytes: s.ingestion_burst_bytes as f64,
         };
-        let ingester = Ingester::new(batcher, limits, system_clock(), metrics);
+        let limits = match &s.tenant_limits_file {
+            Some(path) => TenantLimits::from_file(limits, path).map_err(anyhow::Error::msg)?,
+            None => TenantLimits::uniform(limits),
+        };
+        let admission = Admission {
+            limits,
+            auth: auth.clone(),
+        };
+        let ingester = Ingester::new(batcher, admission, system_clock(), metrics);
         http = http.merge(stackdrift_ingester::http::routes(ingester.clone()));
-        grpc = grpc.add_service(GrpcPusher::server(ingester));
+        grpc = grpc
+            .add_service(GrpcPusher::server(ingester.clone()))
+            .add_service(GrpcProfiles::server(ingester));
     }
     if role.runs(Role::Querier) {
         let querier = Querier::new(
@@ -149,6 +178,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             QueryConfig {
                 timeout: Duration::from_secs(s.query_timeout_secs.max(1)),
                 memory_limit: s.query_memory_mib.max(1) << 20,
+                auth: auth.clone(),
                 ..QueryConfig::default()
             },
             QueryMetrics::new(&registry)?,

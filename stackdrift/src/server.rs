@@ -55,6 +55,8 @@ async fn index(State(c): State<Common>) -> String {
     format!(
         "stackdrift {} ({} role)\n\nGET  /ready\nGET  /metrics\n\
          POST /push.v1.PusherService/Push   (ingester: Connect or gRPC)\n\
+         POST /ingest                       (ingester: Pyroscope legacy)\n\
+         POST /v1development/profiles       (ingester: OTLP/HTTP; OTLP gRPC on this port)\n\
          POST /api/v1/sql                   (querier)\n",
         env!("CARGO_PKG_VERSION"),
         c.role

@@ -45,13 +45,27 @@ pub async fn sql_json(
     tenant: &str,
     query: &str,
 ) -> (u16, serde_json::Value) {
-    let resp = http
+    sql_json_auth(http, url, Some(tenant), None, query).await
+}
+
+/// [`sql_json`] with an optional tenant header and an optional bearer token.
+pub async fn sql_json_auth(
+    http: &reqwest::Client,
+    url: &str,
+    tenant: Option<&str>,
+    token: Option<&str>,
+    query: &str,
+) -> (u16, serde_json::Value) {
+    let mut req = http
         .post(format!("{url}/api/v1/sql"))
-        .header("x-scope-orgid", tenant)
-        .body(query.to_owned())
-        .send()
-        .await
-        .expect("SQL request");
+        .body(query.to_owned());
+    if let Some(t) = tenant {
+        req = req.header("x-scope-orgid", t);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("SQL request");
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("JSON body"))
 }
