@@ -1,0 +1,37 @@
+//! Ingestion acceptance tests against the `stackdrift` binary: real Pyroscope Python clients,
+//! OTLP, crash safety under `kill -9`, bad input, authentication, per-tenant limits and rate
+//! limiting. One test binary, so the stack is linked once.
+
+mod auth_limits;
+mod bad_input;
+mod crash;
+mod otlp;
+mod python_clients;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stackdrift_tests::process::Stackdrift;
+
+/// The CPU profile type every CPU push in these tests is stored as.
+pub const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+/// Starts the binary under test in `dir` with `args`.
+pub fn start(name: &str, dir: &Path, args: &[&str]) -> Stackdrift {
+    Stackdrift::start_in(Path::new(env!("CARGO_BIN_EXE_stackdrift")), name, dir, args)
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing a test file");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
