@@ -134,6 +134,7 @@ async fn run(
     debug!("batcher stopped");
 }
 
+#[tracing::instrument(name = "flush", skip_all, fields(pushes = batch.len()))]
 async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
     let items = std::mem::take(batch);
     let profiles: Vec<TenantProfile> = items
@@ -149,6 +150,14 @@ async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
         .observe(elapsed.as_secs_f64());
     match result {
         Ok(stats) => {
+            metrics
+                .commit_seconds
+                .with_label_values(&["stacks"])
+                .observe(stats.stacks_commit.as_secs_f64());
+            metrics
+                .commit_seconds
+                .with_label_values(&["samples"])
+                .observe(stats.samples_commit.as_secs_f64());
             metrics
                 .batch_rows
                 .with_label_values(&[] as &[&str])

@@ -17,6 +17,8 @@ pub struct IngestMetrics {
     pub batch_rows: HistogramVec,
     /// Seconds per flush (commit included).
     pub flush_seconds: HistogramVec,
+    /// Seconds per table write + commit (`table` = `stacks` or `samples`).
+    pub commit_seconds: HistogramVec,
     /// Failed commits.
     pub commit_errors: IntCounterVec,
 }
@@ -66,6 +68,14 @@ impl IngestMetrics {
                 .buckets(prometheus::exponential_buckets(0.005, 2.0, 12)?),
                 &[],
             )?,
+            commit_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "stackdrift_ingest_commit_seconds",
+                    "Time to write and commit one batch's rows, per table",
+                )
+                .buckets(prometheus::exponential_buckets(0.002, 2.0, 13)?),
+                &["table"],
+            )?,
             commit_errors: IntCounterVec::new(
                 Opts::new(
                     "stackdrift_ingest_commit_errors_total",
@@ -80,6 +90,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.batch_rows.clone()))?;
         registry.register(Box::new(m.flush_seconds.clone()))?;
+        registry.register(Box::new(m.commit_seconds.clone()))?;
         registry.register(Box::new(m.commit_errors.clone()))?;
         Ok(m)
     }

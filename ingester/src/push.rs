@@ -97,6 +97,7 @@ impl Ingester {
     }
 
     /// Validates and stores a `push.v1` request; returns once it is committed.
+    #[tracing::instrument(name = "push", skip_all, fields(tenant = %tenant, body_bytes = body_bytes))]
     pub async fn push(
         &self,
         tenant: &str,
@@ -173,6 +174,7 @@ impl Ingester {
     }
 
     /// Validates and stores an OTLP export request; returns once it is committed.
+    #[tracing::instrument(name = "push_otlp", skip_all, fields(tenant = %tenant, body_bytes = body_bytes))]
     pub async fn push_otlp(
         &self,
         tenant: &str,
@@ -190,6 +192,7 @@ impl Ingester {
     }
 
     /// Stores already-normalized profiles (folded text, OTLP) for `tenant`.
+    #[tracing::instrument(name = "push_normalized", skip_all, fields(tenant = %tenant, profiles = profiles.len()))]
     pub async fn push_normalized(
         &self,
         tenant: &str,

@@ -39,6 +39,10 @@ pub struct AppendStats {
     pub stacks: usize,
     /// Version of `samples` after the commit (`None` when nothing was written).
     pub samples_version: Option<u64>,
+    /// Time spent writing and committing new stacks.
+    pub stacks_commit: std::time::Duration,
+    /// Time spent writing and committing the sample rows.
+    pub samples_commit: std::time::Duration,
 }
 
 /// Handle on the tables of one storage URL. Cheap to share (`Arc`).
@@ -79,12 +83,15 @@ impl Store {
     /// Appends `profiles`: first the stacks not yet stored (one commit), then all samples (one
     /// atomic commit). A crash between the two leaves only unreferenced stacks behind, which
     /// readers never see through samples; samples never reference a missing stack.
+    #[tracing::instrument(name = "append", skip_all, fields(profiles = profiles.len()))]
     pub async fn append(&self, profiles: &[TenantProfile]) -> Result<AppendStats, StorageError> {
         let mut stats = AppendStats::default();
         if profiles.iter().all(|p| p.profile.series.is_empty()) {
             return Ok(stats);
         }
+        let started = std::time::Instant::now();
         stats.stacks = self.append_stacks(profiles).await?;
+        stats.stacks_commit = started.elapsed();
 
         let mut table = self.samples.lock().await;
         let mut labels: Vec<String> = current_label_columns(&table)?;
@@ -111,7 +118,9 @@ impl Store {
             debug!(columns = ?new, "adding label columns");
             write = write.with_schema_mode(SchemaMode::Merge);
         }
+        let started = std::time::Instant::now();
         *table = write.await.map_err(StorageError::delta(SAMPLES))?;
+        stats.samples_commit = started.elapsed();
         stats.samples_version = table.version();
         Ok(stats)
     }

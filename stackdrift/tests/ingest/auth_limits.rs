@@ -217,7 +217,7 @@ async fn tokens_decide_the_tenant_and_limits_apply_per_tenant() {
     // Other tenants are not slowed down by it.
     assert_eq!(push("acme-api").send(bearer(ACME), None).await.0, 200);
 
-    // Rejections are counted by reason.
+    // Rejections are counted by reason; accepted data per tenant; commits per table.
     let metrics = http
         .get(format!("{url}/metrics"))
         .timeout(Duration::from_secs(10))
@@ -234,5 +234,16 @@ async fn tokens_decide_the_tenant_and_limits_apply_per_tenant() {
             )),
             "{reason} missing from:\n{metrics}"
         );
+    }
+    for series in [
+        "stackdrift_ingest_profiles_total{tenant=\"acme\"}",
+        "stackdrift_ingest_samples_total{tenant=\"beta\"}",
+        "stackdrift_ingest_received_bytes_total{tenant=\"acme\"}",
+        "stackdrift_ingest_commit_seconds_count{table=\"samples\"}",
+        "stackdrift_ingest_commit_seconds_count{table=\"stacks\"}",
+        "stackdrift_ingest_flush_seconds_count",
+        "stackdrift_ingest_batch_rows_count",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
     }
 }
