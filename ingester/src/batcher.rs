@@ -40,6 +40,7 @@ impl Default for BatchConfig {
 struct Item {
     profiles: Vec<TenantProfile>,
     rows: usize,
+    arrived: Instant,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -77,6 +78,7 @@ impl Batcher {
             .send(Item {
                 profiles,
                 rows,
+                arrived: Instant::now(),
                 done,
             })
             .await
@@ -105,11 +107,27 @@ async fn run(
             () = shutdown.cancelled() => None,
         };
         let Some(first) = first else { break };
-        let deadline = Instant::now() + config.max_age;
+        // The age counts from when the oldest push arrived, not from when this loop got to
+        // it: pushes that queued up during the previous commit are flushed without waiting
+        // another interval.
+        let deadline = first.arrived + config.max_age;
         rows += first.rows;
         batch.push(first);
         while rows < config.max_rows {
             let timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                // Due: take what is already queued, then flush.
+                while rows < config.max_rows {
+                    match rx.try_recv() {
+                        Ok(item) => {
+                            rows += item.rows;
+                            batch.push(item);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                break;
+            }
             tokio::select! {
                 item = rx.recv() => match item {
                     Some(item) => { rows += item.rows; batch.push(item); }

@@ -244,6 +244,9 @@ async fn tokens_decide_the_tenant_and_limits_apply_per_tenant() {
         "stackdrift_ingest_flush_seconds_count",
         "stackdrift_ingest_batch_rows_count",
     ] {
-        assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
     }
 }
