@@ -1,0 +1,424 @@
+//! `stackdrift-loadgen`: pushes realistic CPU profiles to a Pyroscope-compatible server and
+//! reports throughput and acknowledgement latency; or, with `--floor`, measures how fast this
+//! machine can decode the same payloads (the ingest ceiling without any I/O).
+//!
+//! ```text
+//!  generate pool (before the clock starts) ─┬─ --dump DIR  → DIR/profile-NNN.pb.gz, exit
+//!                                           ├─ --floor     → N threads: decode_profile, then
+//!                                           │                decode_pprof (normalize), each
+//!                                           │                for --duration
+//!                                           └─ run         → --clients closed-loop senders
+//!                                                            (optionally paced by --rate)
+//!  end: human summary + one `RESULT {json}` line
+//! ```
+
+#[path = "gen.rs"]
+mod generate;
+mod send;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::json;
+use stackdrift_model::pprof::decode_profile;
+use stackdrift_model::{DecodeLimits, LabelLimits, Labels, SeriesContext, decode_pprof};
+
+use crate::generate::{GenConfig, Generator, Payload};
+use crate::send::{Outcome, Prepared, Protocol, Sender, Target};
+use crate::stats::{Stats, report_run, round3};
+
+/// Load generator for stackdrift (Pyroscope push API).
+#[derive(Debug, Parser)]
+#[command(name = "stackdrift-loadgen", version)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:4040")]
+    url: String,
+    /// How to push.
+    #[arg(long, value_enum, default_value = "connect")]
+    protocol: Protocol,
+    /// Concurrent clients; each waits for an answer before sending its next push.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Run time in seconds (each floor phase runs this long).
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Stop after this many pushes in total (whichever of this and --duration ends first).
+    #[arg(long)]
+    pushes: Option<u64>,
+    /// Global cap in pushes per second (open loop schedule); unlimited when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// `X-Scope-OrgID` (tenant).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Bearer token.
+    #[arg(long)]
+    token: Option<String>,
+
+    /// Distinct profiles generated before the run and sent round-robin.
+    #[arg(long, default_value_t = 256)]
+    payloads: usize,
+    /// Distinct services (`service_name`).
+    #[arg(long, default_value_t = 10)]
+    services: usize,
+    /// Size of the function-name pool.
+    #[arg(long, default_value_t = 2000)]
+    functions: usize,
+    /// Mean stack depth (each stack varies by ±50 %).
+    #[arg(long, default_value_t = 24)]
+    stack_depth: usize,
+    /// Distinct stacks (pprof samples) per profile.
+    #[arg(long, default_value_t = 300)]
+    stacks_per_profile: usize,
+    /// CPU sampling rate in Hz (period = 1e9 / rate ns).
+    #[arg(long, default_value_t = 100)]
+    sample_rate: u64,
+    /// Distinct values of `region` and of `pod` (per service): `REGIONS,PODS`, or one number
+    /// for both.
+    #[arg(long, default_value = "4,20", value_parser = parse_cardinality)]
+    label_cardinality: (usize, usize),
+    /// Seed of the generated profiles.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// No network: measure gunzip + pprof decode, then decode + normalize, of the pool.
+    #[arg(long)]
+    floor: bool,
+    /// Threads for --floor (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Write the payload pool as DIR/profile-NNN.pb.gz and exit.
+    #[arg(long, value_name = "DIR")]
+    dump: Option<PathBuf>,
+}
+
+fn parse_cardinality(s: &str) -> Result<(usize, usize), String> {
+    let num = |p: &str| {
+        p.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{p:?} is not a positive integer"))
+    };
+    match s.split_once(',') {
+        Some((r, p)) => Ok((num(r)?, num(p)?)),
+        None => {
+            let n = num(s)?;
+            Ok((n, n))
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.payloads == 0 || args.stacks_per_profile == 0 || args.sample_rate == 0 {
+        bail!("--payloads, --stacks-per-profile and --sample-rate must be positive");
+    }
+    if !args.duration.is_finite() || args.duration <= 0.0 {
+        bail!("--duration must be a positive number of seconds");
+    }
+    let cfg = GenConfig {
+        services: args.services.max(1),
+        functions: args.functions,
+        stack_depth: args.stack_depth.max(1),
+        stacks_per_profile: args.stacks_per_profile,
+        sample_rate: args.sample_rate,
+        regions: args.label_cardinality.0,
+        pods: args.label_cardinality.1,
+        seed: args.seed,
+    };
+    let started = Instant::now();
+    let pool = Generator::new(cfg).pool(args.payloads, now_nanos());
+    print_pool(&pool, started.elapsed());
+
+    if let Some(dir) = &args.dump {
+        return dump(dir, &pool);
+    }
+    if args.floor {
+        let threads = args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        return floor(&pool, threads, Duration::from_secs_f64(args.duration));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(run(&args, &pool))
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn print_pool(pool: &[Payload], took: Duration) {
+    let n = pool.len().max(1) as f64;
+    let gz: usize = pool.iter().map(|p| p.gz.len()).sum();
+    let raw: usize = pool.iter().map(|p| p.raw_len).sum();
+    let samples: usize = pool.iter().map(|p| p.samples).sum();
+    println!(
+        "pool: {} profiles, {:.0} samples each, {:.1} KB gzipped ({:.1} KB raw) on average, generated in {:.2} s",
+        pool.len(),
+        samples as f64 / n,
+        gz as f64 / n / 1e3,
+        raw as f64 / n / 1e3,
+        took.as_secs_f64()
+    );
+}
+
+fn dump(dir: &Path, pool: &[Payload]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (i, p) in pool.iter().enumerate() {
+        let path = dir.join(format!("profile-{i:03}.pb.gz"));
+        std::fs::write(&path, &p.gz).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("wrote {} profiles to {}", pool.len(), dir.display());
+    Ok(())
+}
+
+/// Runs `work(payload)` round-robin over `pool` on `threads` threads for `duration`; returns
+/// (profiles, samples) done.
+fn floor_phase<F>(pool: &[Payload], threads: usize, duration: Duration, work: F) -> (u64, u64, f64)
+where
+    F: Fn(usize) -> usize + Sync,
+{
+    let stop = AtomicBool::new(false);
+    let profiles = AtomicU64::new(0);
+    let samples = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, profiles, samples, work) = (&stop, &profiles, &samples, &work);
+            s.spawn(move || {
+                let (mut n, mut m) = (0u64, 0u64);
+                let mut i = t * pool.len() / threads;
+                while !stop.load(Ordering::Relaxed) {
+                    m += work(i % pool.len()) as u64;
+                    n += 1;
+                    i += 1;
+                    if start.elapsed() >= duration {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                profiles.fetch_add(n, Ordering::Relaxed);
+                samples.fetch_add(m, Ordering::Relaxed);
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    (
+        profiles.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed),
+        secs,
+    )
+}
+
+fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result<()> {
+    let limits = DecodeLimits::default();
+    let labels: Vec<Labels> = pool
+        .iter()
+        .map(|p| Labels::new(p.labels.clone(), &LabelLimits::default()))
+        .collect::<Result<_, _>>()
+        .context("payload labels")?;
+    // Fail early (and loudly) rather than time errors.
+    for (p, l) in pool.iter().zip(&labels) {
+        let ctx = SeriesContext {
+            labels: l,
+            family: Some("process_cpu"),
+            now_us: 0,
+        };
+        decode_pprof(&p.gz, ctx, &limits).context("a generated profile does not decode")?;
+    }
+    println!(
+        "floor: {threads} threads, {:.1} s per phase",
+        duration.as_secs_f64()
+    );
+
+    let (n1, s1, t1) = floor_phase(pool, threads, duration, |i| {
+        let p = decode_profile(&pool[i].gz, limits.max_uncompressed_bytes).expect("decodes");
+        std::hint::black_box(p.sample.len())
+    });
+    let (d_pps, d_sps) = (n1 as f64 / t1, s1 as f64 / t1);
+    println!(
+        "decode (gunzip + protobuf)    {d_pps:>10.1} profiles/s  {d_sps:>12.0} samples/s  ({n1} in {t1:.2} s)"
+    );
+
+    let now_us = now_nanos() / 1_000;
+    let (n2, s2, t2) = floor_phase(pool, threads, duration, |i| {
+        let ctx = SeriesContext {
+            labels: &labels[i],
+            family: Some("process_cpu"),
+            now_us,
+        };
+        let p = decode_pprof(&pool[i].gz, ctx, &limits).expect("decodes");
+        std::hint::black_box(p.stacks.len());
+        pool[i].samples
+    });
+    let (n_pps, n_sps) = (n2 as f64 / t2, s2 as f64 / t2);
+    println!(
+        "decode + normalize            {n_pps:>10.1} profiles/s  {n_sps:>12.0} samples/s  ({n2} in {t2:.2} s)"
+    );
+    let result = json!({
+        "mode": "floor",
+        "threads": threads,
+        "seconds": round3(duration.as_secs_f64()),
+        "decode_profiles_per_sec": round3(d_pps),
+        "decode_samples_per_sec": round3(d_sps),
+        "normalize_profiles_per_sec": round3(n_pps),
+        "normalize_samples_per_sec": round3(n_sps),
+    });
+    println!("RESULT {result}");
+    Ok(())
+}
+
+/// Pause of a client after a push that got no answer.
+const ERROR_BACKOFF: Duration = Duration::from_millis(20);
+
+/// What all clients share.
+#[derive(Debug)]
+struct Shared {
+    pool: Vec<Prepared>,
+    /// Next push number (global): picks the payload and, with --rate, the send time.
+    tickets: AtomicU64,
+    max_pushes: Option<u64>,
+    rate: Option<f64>,
+    start: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+}
+
+async fn run(args: &Args, pool: &[Payload]) -> anyhow::Result<()> {
+    if args.clients == 0 {
+        bail!("--clients must be positive");
+    }
+    if let Some(r) = args.rate
+        && (!r.is_finite() || r <= 0.0)
+    {
+        bail!("--rate must be positive");
+    }
+    let prepared: Vec<Prepared> = pool
+        .iter()
+        .map(|p| send::prepare(args.protocol, p))
+        .collect();
+    let target = Target {
+        url: args.url.trim_end_matches('/').to_owned(),
+        tenant: args.tenant.clone(),
+        token: args.token.clone(),
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("HTTP client")?;
+    let mut senders = Vec::with_capacity(args.clients);
+    for _ in 0..args.clients {
+        senders.push(Sender::new(args.protocol, &http, &target).await?);
+    }
+    println!(
+        "run: {} → {}, {} clients, {:.1} s{}{}",
+        args.protocol.name(),
+        target.url,
+        args.clients,
+        args.duration,
+        args.pushes
+            .map(|n| format!(", at most {n} pushes"))
+            .unwrap_or_default(),
+        args.rate
+            .map(|r| format!(", capped at {r} pushes/s"))
+            .unwrap_or_default(),
+    );
+
+    let start = tokio::time::Instant::now();
+    let shared = Arc::new(Shared {
+        pool: prepared,
+        tickets: AtomicU64::new(0),
+        max_pushes: args.pushes,
+        rate: args.rate,
+        start,
+        deadline: start + Duration::from_secs_f64(args.duration),
+    });
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|sender| tokio::spawn(client(sender, Arc::clone(&shared))))
+        .collect();
+    let mut total = Stats::default();
+    for t in tasks {
+        total.merge(t.await.context("client task")?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    report_run(args.protocol.name(), args.clients, seconds, total);
+    Ok(())
+}
+
+/// One closed-loop client: take a ticket, (wait for its slot,) send, wait for the answer.
+async fn client(mut sender: Sender, shared: Arc<Shared>) -> Stats {
+    let mut stats = Stats::default();
+    loop {
+        let ticket = shared.tickets.fetch_add(1, Ordering::Relaxed);
+        if let Some(max) = shared.max_pushes
+            && ticket >= max
+        {
+            break;
+        }
+        if let Some(rate) = shared.rate {
+            let at = shared.start + Duration::from_secs_f64(ticket as f64 / rate);
+            if at >= shared.deadline {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+        if tokio::time::Instant::now() >= shared.deadline {
+            break;
+        }
+        let p = &shared.pool[(ticket % shared.pool.len() as u64) as usize];
+        let t0 = Instant::now();
+        let outcome = sender.send(p).await;
+        let failed = matches!(outcome, Outcome::Error(_));
+        stats.record(outcome, t0.elapsed(), p.bytes, p.samples);
+        if failed {
+            // No server to talk to: don't spin on the (shared) CPU.
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cardinality_flag() {
+        assert_eq!(parse_cardinality("4,20"), Ok((4, 20)));
+        assert_eq!(parse_cardinality("7"), Ok((7, 7)));
+        assert!(parse_cardinality("0,3").is_err());
+        assert!(parse_cardinality("a").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        let a = Args::try_parse_from([
+            "stackdrift-loadgen",
+            "--protocol",
+            "grpc",
+            "--pushes",
+            "10",
+            "--label-cardinality",
+            "2,3",
+        ])
+        .unwrap();
+        assert_eq!(a.protocol, Protocol::Grpc);
+        assert_eq!(a.pushes, Some(10));
+        assert_eq!(a.label_cardinality, (2, 3));
+        assert_eq!(a.clients, 8);
+    }
+}
