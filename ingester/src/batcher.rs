@@ -48,6 +48,7 @@ struct Item {
 #[derive(Debug, Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Item>,
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for Item {
@@ -66,12 +67,14 @@ impl Batcher {
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let handle = tokio::spawn(run(rx, store, config, metrics, shutdown));
-        (Self { tx }, handle)
+        let handle = tokio::spawn(run(rx, store.clone(), config, metrics, shutdown));
+        (Self { tx, store }, handle)
     }
 
     /// Submits profiles and waits until they are committed.
-    pub async fn submit(&self, profiles: Vec<TenantProfile>) -> Result<(), IngestError> {
+    pub async fn submit(&self, mut profiles: Vec<TenantProfile>) -> Result<(), IngestError> {
+        // Frames of stacks already in the table need not wait in memory for the commit.
+        self.store.strip_committed_stacks(&mut profiles);
         let rows = profiles.iter().map(|p| p.profile.sample_count()).sum();
         let (done, wait) = oneshot::channel();
         self.tx
@@ -154,10 +157,10 @@ async fn run(
 
 #[tracing::instrument(name = "flush", skip_all, fields(pushes = batch.len()))]
 async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
-    let items = std::mem::take(batch);
+    let mut items = std::mem::take(batch);
     let profiles: Vec<TenantProfile> = items
-        .iter()
-        .flat_map(|i| i.profiles.iter().cloned())
+        .iter_mut()
+        .flat_map(|i| std::mem::take(&mut i.profiles))
         .collect();
     let start = Instant::now();
     let result = store.append(&profiles).await;

@@ -516,7 +516,7 @@ mod tests {
         values.sort();
         assert_eq!(values, vec![10_000_000, 50_000_000]);
         let hash = p.stacks.iter().find(|s| s.frames.len() == 3).unwrap();
-        assert_eq!(hash.frames[0].function, "hash", "leaf first");
+        assert_eq!(&*hash.frames[0].function, "hash", "leaf first");
         for (bad, why) in [
             ("main;x", "expected"),
             ("main;x y", "not an integer"),

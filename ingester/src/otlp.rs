@@ -363,8 +363,8 @@ impl<'a> Dict<'a> {
                     name
                 };
                 frames.push(Frame {
-                    function: name.to_owned(),
-                    file: self.string(f.filename_strindex)?.to_owned(),
+                    function: Arc::from(name),
+                    file: Arc::from(self.string(f.filename_strindex)?),
                     line: line.line,
                 });
             }
@@ -731,9 +731,9 @@ mod tests {
             .unwrap();
         assert_eq!(thread.samples[0].1, 4 * 10_000_000, "counted by timestamps");
         let deep = p.stacks.iter().find(|s| s.frames.len() == 3).unwrap();
-        let names: Vec<&str> = deep.frames.iter().map(|f| f.function.as_str()).collect();
+        let names: Vec<&str> = deep.frames.iter().map(|f| &*f.function).collect();
         assert_eq!(names, ["libc.so+0x1f", "work", "main"]);
-        assert_eq!(deep.frames[1].file, "app.py");
+        assert_eq!(&*deep.frames[1].file, "app.py");
         assert_eq!(deep.frames[1].line, 9);
     }
 

@@ -62,7 +62,7 @@ impl PprofBuilder {
     }
 
     fn location(&mut self, frame: &Frame) -> u64 {
-        let key = (frame.function.clone(), frame.file.clone());
+        let key = (frame.function.to_string(), frame.file.to_string());
         let function_id = match self.functions.get(&key) {
             Some(id) => *id,
             None => {

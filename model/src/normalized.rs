@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(p.series[0].samples, vec![(a, i64::MAX), (deep, 1)]);
         let deep_frames = &p.stacks.iter().find(|st| st.id == deep).unwrap().frames;
         assert_eq!(deep_frames.len(), 3);
-        assert_eq!(deep_frames[0].function, "f0");
-        assert_eq!(deep_frames[2].function, TRUNCATED_FRAME);
+        assert_eq!(&*deep_frames[0].function, "f0");
+        assert_eq!(&*deep_frames[2].function, TRUNCATED_FRAME);
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 use prost::Message;
@@ -173,9 +174,18 @@ pub fn normalize(
     }
 
     // Functions: id → (name, file).
-    let mut functions: HashMap<u64, (&str, &str)> = HashMap::with_capacity(profile.function.len());
+    // Each name becomes one shared string, however many frames use it.
+    fn share<'s>(shared: &mut HashMap<&'s str, Arc<str>>, s: &'s str) -> Arc<str> {
+        shared.entry(s).or_insert_with(|| Arc::from(s)).clone()
+    }
+    let mut shared: HashMap<&str, Arc<str>> = HashMap::with_capacity(profile.function.len() * 2);
+    let mut functions: HashMap<u64, (Arc<str>, Arc<str>)> =
+        HashMap::with_capacity(profile.function.len());
     for f in &profile.function {
-        let entry = (strings.get(f.name)?, strings.get(f.filename)?);
+        let entry = (
+            share(&mut shared, strings.get(f.name)?),
+            share(&mut shared, strings.get(f.filename)?),
+        );
         if f.id == 0 || functions.insert(f.id, entry).is_some() {
             return Err(DecodeError::BadId {
                 kind: "function",
@@ -199,15 +209,15 @@ pub fn normalize(
         let mut frames = Vec::with_capacity(loc.line.len().max(1));
         for line in &loc.line {
             let (name, file) =
-                *functions
+                functions
                     .get(&line.function_id)
                     .ok_or(DecodeError::UnknownFunction {
                         location: loc.id,
                         function: line.function_id,
                     })?;
             frames.push(Frame {
-                function: name.to_owned(),
-                file: file.to_owned(),
+                function: name.clone(),
+                file: file.clone(),
                 line: line.line,
             });
         }

@@ -1,25 +1,30 @@
 //! Frames and stacks, and the stable 64-bit stack hash.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 /// One frame of a stack: a function, where it is, and the line being executed.
+///
+/// Names are shared (`Arc<str>`): a profile's stacks repeat the same few hundred functions
+/// thousands of times, and cloning a frame must not copy its strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Frame {
     /// Function name (demangled as the profiler gave it).
-    pub function: String,
+    pub function: Arc<str>,
     /// Source file, empty when unknown.
-    pub file: String,
+    pub file: Arc<str>,
     /// Line number, 0 when unknown.
     pub line: i64,
 }
 
 impl Frame {
     /// A frame with only a function name.
-    pub fn named(function: impl Into<String>) -> Self {
+    pub fn named(function: impl Into<Arc<str>>) -> Self {
         Self {
             function: function.into(),
-            file: String::new(),
+            file: Arc::from(""),
             line: 0,
         }
     }
@@ -84,7 +89,7 @@ mod tests {
         // The separators keep ("ab","") and ("a","b") apart.
         let x = Frame {
             function: "ab".into(),
-            file: String::new(),
+            file: Arc::from(""),
             line: 0,
         };
         let y = Frame {

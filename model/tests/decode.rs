@@ -38,11 +38,11 @@ fn totals(p: &NormalizedProfile, sample_type: &str) -> BTreeMap<String, (i64, i6
     {
         for (id, v) in &s.samples {
             let frames = stacks[id];
-            out.entry(frames[0].function.clone()).or_default().0 += v;
+            out.entry(frames[0].function.to_string()).or_default().0 += v;
             let mut seen = std::collections::HashSet::new();
             for f in frames.iter() {
                 if seen.insert(&f.function) {
-                    out.entry(f.function.clone()).or_default().1 += v;
+                    out.entry(f.function.to_string()).or_default().1 += v;
                 }
             }
         }
@@ -243,11 +243,7 @@ fn inlined_lines_are_expanded_leaf_first() {
     };
     let l = labels();
     let p = normalize(&profile, ctx(&l), &DecodeLimits::default()).unwrap();
-    let names: Vec<&str> = p.stacks[0]
-        .frames
-        .iter()
-        .map(|f| f.function.as_str())
-        .collect();
+    let names: Vec<&str> = p.stacks[0].frames.iter().map(|f| &*f.function).collect();
     assert_eq!(names, ["0xdead", "inner", "outer", "main"]);
     assert_eq!(p.stacks[0].frames[1].line, 5);
 }
@@ -260,8 +256,8 @@ fn deep_stacks_are_truncated_not_rejected() {
     let l = labels();
     let p = decode_pprof(&b.encode_gzip(), ctx(&l), &DecodeLimits::default()).unwrap();
     assert_eq!(p.stacks[0].frames.len(), 1000);
-    assert_eq!(p.stacks[0].frames[0].function, "f0");
-    assert_eq!(p.stacks[0].frames[999].function, "[truncated]");
+    assert_eq!(&*p.stacks[0].frames[0].function, "f0");
+    assert_eq!(&*p.stacks[0].frames[999].function, "[truncated]");
 }
 
 fn decode_err(profile: &Profile) -> DecodeError {

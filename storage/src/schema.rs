@@ -229,18 +229,13 @@ pub fn stacks_batch(rows: &[StackRow<'_>]) -> Result<RecordBatch, StorageError> 
                 .ok_or_else(|| StorageError::Internal("frame builder: line".into()))?
                 .append_value(f.line);
             sb.append(true);
-            if seen.insert(f.function.as_str(), ()).is_none() {
+            if seen.insert(&*f.function, ()).is_none() {
                 functions.values().append_value(&f.function);
             }
         }
         frames.append(true);
         functions.append(true);
-        leaf.append_value(
-            row.frames
-                .first()
-                .map(|f| f.function.as_str())
-                .unwrap_or(""),
-        );
+        leaf.append_value(row.frames.first().map(|f| &*f.function).unwrap_or(""));
         depth.append_value(i32::try_from(row.frames.len()).unwrap_or(i32::MAX));
         tenant.append_value(row.tenant);
         service.append_value(row.service_name);

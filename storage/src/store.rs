@@ -53,6 +53,9 @@ pub struct Store {
     stacks: Mutex<DeltaTable>,
     /// Stack IDs known to be in `stacks`, per (tenant, service), loaded on first use.
     known_stacks: Mutex<HashMap<(String, String), HashSet<i64>>>,
+    /// The subset of `known_stacks` that is committed, readable without waiting for a write:
+    /// what [`Store::strip_committed_stacks`] may drop from incoming profiles.
+    committed_stacks: std::sync::RwLock<HashMap<(String, String), HashSet<i64>>>,
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
             samples: Mutex::new(samples),
             stacks: Mutex::new(stacks),
             known_stacks: Mutex::new(HashMap::new()),
+            committed_stacks: std::sync::RwLock::new(HashMap::new()),
         }))
     }
 
@@ -125,6 +129,54 @@ impl Store {
         Ok(stats)
     }
 
+    /// Drops from `profiles` the frames of stacks already committed to `stacks` for every
+    /// service that uses them (the sample rows keep their `stack_id`). Cheap, never waits for
+    /// a write; a stack not known to be committed is kept. Returns how many were dropped.
+    ///
+    /// Steady-state pushes mostly repeat known stacks, so this keeps a batch's memory to its
+    /// sample rows plus the few new stacks.
+    pub fn strip_committed_stacks(&self, profiles: &mut [TenantProfile]) -> usize {
+        let committed = self
+            .committed_stacks
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        if committed.is_empty() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for tp in profiles {
+            // Each stack's services, and each service's committed set (looked up once).
+            let mut sets: HashMap<&str, Option<&HashSet<i64>>> = HashMap::new();
+            let mut services: HashMap<u64, Vec<&str>> = HashMap::new();
+            for s in &tp.profile.series {
+                let svc = s.labels.service_name();
+                sets.entry(svc)
+                    .or_insert_with(|| committed.get(&(tp.tenant.clone(), svc.to_owned())));
+                for (id, _) in &s.samples {
+                    let v = services.entry(*id).or_default();
+                    if !v.contains(&svc) {
+                        v.push(svc);
+                    }
+                }
+            }
+            let before = tp.profile.stacks.len();
+            tp.profile.stacks.retain(|stack| {
+                let id = stack_id_to_i64(stack.id);
+                let committed_everywhere = services.get(&stack.id).is_some_and(|svcs| {
+                    svcs.iter().all(|svc| {
+                        sets.get(svc)
+                            .copied()
+                            .flatten()
+                            .is_some_and(|set| set.contains(&id))
+                    })
+                });
+                !committed_everywhere
+            });
+            dropped += before - tp.profile.stacks.len();
+        }
+        dropped
+    }
+
     async fn append_stacks(&self, profiles: &[TenantProfile]) -> Result<usize, StorageError> {
         let mut known = self.known_stacks.lock().await;
         let mut rows: Vec<StackRow<'_>> = Vec::new();
@@ -148,6 +200,10 @@ impl Store {
                     let key = (tp.tenant.clone(), (*service).to_owned());
                     if !known.contains_key(&key) {
                         let ids = self.load_stack_ids(&key.0, &key.1).await?;
+                        self.committed_stacks
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(key.clone(), ids.clone());
                         known.insert(key.clone(), ids);
                     }
                     let set = known.entry(key.clone()).or_default();
@@ -182,6 +238,13 @@ impl Store {
         match result {
             Ok(t) => {
                 *table = t;
+                let mut committed = self
+                    .committed_stacks
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                for (key, id) in added {
+                    committed.entry(key).or_default().insert(id);
+                }
                 Ok(rows.len())
             }
             Err(e) => {
