@@ -1,6 +1,8 @@
 //! The normalized form every input format is turned into before storage.
 
-use std::collections::HashMap;
+// Keys here are stack hashes, IDs and short slices: Fx hashing, not SipHash (a profile
+// hashes every sample several times, and nothing here is attacker-keyed at scale).
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
 
 use crate::error::DecodeError;
@@ -82,7 +84,7 @@ impl ProfileBuilder {
                         profile_type,
                         samples: Vec::new(),
                     },
-                    HashMap::new(),
+                    HashMap::default(),
                 ));
                 e.insert(next);
                 next
@@ -136,7 +138,7 @@ impl ProfileBuilder {
             .map(|(s, _)| s)
             .filter(|s| !s.samples.is_empty())
             .collect();
-        let used: std::collections::HashSet<u64> = series
+        let used: rustc_hash::FxHashSet<u64> = series
             .iter()
             .flat_map(|s| s.samples.iter().map(|(id, _)| *id))
             .collect();

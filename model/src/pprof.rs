@@ -6,7 +6,9 @@
 //!        ─▶ per sample type: one series, values summed per stack
 //! ```
 
-use std::collections::HashMap;
+// Keys here are stack hashes, IDs and short slices: Fx hashing, not SipHash (a profile
+// hashes every sample several times, and nothing here is attacker-keyed at scale).
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -178,9 +180,10 @@ pub fn normalize(
     fn share<'s>(shared: &mut HashMap<&'s str, Arc<str>>, s: &'s str) -> Arc<str> {
         shared.entry(s).or_insert_with(|| Arc::from(s)).clone()
     }
-    let mut shared: HashMap<&str, Arc<str>> = HashMap::with_capacity(profile.function.len() * 2);
+    let mut shared: HashMap<&str, Arc<str>> =
+        HashMap::with_capacity_and_hasher(profile.function.len() * 2, Default::default());
     let mut functions: HashMap<u64, (Arc<str>, Arc<str>)> =
-        HashMap::with_capacity(profile.function.len());
+        HashMap::with_capacity_and_hasher(profile.function.len(), Default::default());
     for f in &profile.function {
         let entry = (
             share(&mut shared, strings.get(f.name)?),
@@ -193,7 +196,8 @@ pub fn normalize(
             });
         }
     }
-    let mut mappings: HashMap<u64, &str> = HashMap::with_capacity(profile.mapping.len());
+    let mut mappings: HashMap<u64, &str> =
+        HashMap::with_capacity_and_hasher(profile.mapping.len(), Default::default());
     for m in &profile.mapping {
         if m.id == 0 || mappings.insert(m.id, strings.get(m.filename)?).is_some() {
             return Err(DecodeError::BadId {
@@ -204,7 +208,8 @@ pub fn normalize(
     }
 
     // Locations: id → frames, innermost first.
-    let mut locations: HashMap<u64, Vec<Frame>> = HashMap::with_capacity(profile.location.len());
+    let mut locations: HashMap<u64, Vec<Frame>> =
+        HashMap::with_capacity_and_hasher(profile.location.len(), Default::default());
     for loc in &profile.location {
         let mut frames = Vec::with_capacity(loc.line.len().max(1));
         for line in &loc.line {
@@ -245,8 +250,8 @@ pub fn normalize(
         .map(|pt| builder.series(ctx.labels, pt))
         .collect();
     // Series per distinct set of sample labels, keyed by the sample's (key, str) indices.
-    let mut labelled: HashMap<Vec<(i64, i64)>, Vec<usize>> = HashMap::new();
-    let mut stack_cache: HashMap<&[u64], u64> = HashMap::new();
+    let mut labelled: HashMap<Vec<(i64, i64)>, Vec<usize>> = HashMap::default();
+    let mut stack_cache: HashMap<&[u64], u64> = HashMap::default();
 
     for sample in &profile.sample {
         if sample.value.len() != types.len() {
