@@ -29,22 +29,24 @@ impl GrpcPusher {
 #[tonic::async_trait]
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let (tenant, request) = admit(&self.ingester, request)?;
-        let size = request.encoded_len();
+        let (tenant, request, size) = admit(&self.ingester, request)?;
         self.ingester.push(&tenant, &request, size).await?;
         Ok(Response::new(PushResponse {}))
     }
 }
 
-/// Admits a gRPC request by its metadata (as [`Ingester::admit`]); returns the tenant and the
-/// message. A refusal is counted and becomes the gRPC status.
-pub fn admit<T: Message>(ingester: &Ingester, request: Request<T>) -> Result<(String, T), Status> {
+/// Admits a gRPC request by its metadata (as [`Ingester::admit`]); returns the tenant, the
+/// message and its encoded size. A refusal is counted and becomes the gRPC status.
+pub fn admit<T: Message>(
+    ingester: &Ingester,
+    request: Request<T>,
+) -> Result<(String, T, usize), Status> {
     let md = request.metadata();
     let authorization = md.get("authorization").map(|v| v.as_bytes());
     let org_id = md.get(TENANT_HEADER).map(|v| v.as_bytes());
     let size = request.get_ref().encoded_len();
     match ingester.admit(authorization, org_id, size) {
-        Ok(tenant) => Ok((tenant, request.into_inner())),
+        Ok(tenant) => Ok((tenant, request.into_inner(), size)),
         Err(e) => {
             ingester.reject(&e);
             Err(Status::from(e))

@@ -57,6 +57,11 @@ impl Default for IngestLimits {
     }
 }
 
+/// Seconds as microseconds, saturating.
+pub fn secs_to_us(s: u64) -> i64 {
+    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
+}
+
 /// One tenant's overrides, as written in the limits file. Absent keys keep the default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,7 +96,6 @@ impl LimitOverrides {
     /// `base` with these overrides applied.
     pub fn apply(&self, base: &IngestLimits) -> IngestLimits {
         let mut l = *base;
-        let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         if let Some(v) = self.ingestion_rate_bytes {
             l.rate_bytes_per_sec = v as f64;
         }
@@ -123,10 +127,10 @@ impl LimitOverrides {
             l.decode.labels.max_value_len = v;
         }
         if let Some(v) = self.max_profile_age_secs {
-            l.max_age_us = (v > 0).then(|| secs(v));
+            l.max_age_us = (v > 0).then(|| secs_to_us(v));
         }
         if let Some(v) = self.max_future_secs {
-            l.max_future_us = secs(v);
+            l.max_future_us = secs_to_us(v);
         }
         l
     }

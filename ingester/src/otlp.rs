@@ -435,8 +435,7 @@ impl ProfilesService for GrpcProfiles {
         &self,
         request: tonic::Request<ExportProfilesServiceRequest>,
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
-        let (tenant, request) = crate::grpc::admit(&self.ingester, request)?;
-        let size = request.encoded_len();
+        let (tenant, request, size) = crate::grpc::admit(&self.ingester, request)?;
         self.ingester.push_otlp(&tenant, &request, size).await?;
         Ok(tonic::Response::new(
             ExportProfilesServiceResponse::default(),

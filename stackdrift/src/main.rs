@@ -19,6 +19,7 @@ use axum::Router;
 use prometheus::Registry;
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 use stackdrift_ingester::grpc::GrpcPusher;
+use stackdrift_ingester::limits::secs_to_us;
 use stackdrift_ingester::otlp::GrpcProfiles;
 use stackdrift_ingester::{
     Admission, BatchConfig, Batcher, IngestLimits, IngestMetrics, Ingester, TenantLimits,
@@ -259,10 +260,6 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
-}
-
-fn secs_to_us(s: u64) -> i64 {
-    i64::try_from(s.saturating_mul(1_000_000)).unwrap_or(i64::MAX)
 }
 
 /// A storage URL for logs, without any credentials embedded in it.
