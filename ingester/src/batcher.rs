@@ -71,6 +71,11 @@ impl Batcher {
         (Self { tx, store }, handle)
     }
 
+    /// The store batches are committed to.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Submits profiles and waits until they are committed.
     pub async fn submit(&self, mut profiles: Vec<TenantProfile>) -> Result<(), IngestError> {
         // Frames of stacks already in the table need not wait in memory for the commit.

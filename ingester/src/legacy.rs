@@ -182,7 +182,7 @@ pub fn parse_folded(
     profile_type: &ProfileType,
     factor: i64,
     limits: &DecodeLimits,
-) -> Result<ProfileBuilder, IngestError> {
+) -> Result<ProfileBuilder<'static>, IngestError> {
     let mut b = ProfileBuilder::new(limits.max_stack_depth);
     let series = b.series(labels, profile_type);
     let mut lines = 0usize;
@@ -280,17 +280,25 @@ fn decode(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let family = name.kind.as_deref().map(family);
+    // Decoding context; stacks already committed for this service are not rebuilt.
+    let with_ctx =
+        |decode: &mut dyn FnMut(SeriesContext<'_>) -> Result<NormalizedProfile, IngestError>| {
+            ingester.with_committed_stacks(tenant, labels.service_name(), |known_stacks| {
+                decode(SeriesContext {
+                    labels: &labels,
+                    family,
+                    now_us,
+                    known_stacks,
+                })
+            })
+        };
     if content_type
         .trim_start()
         .to_ascii_lowercase()
         .starts_with("multipart/")
     {
-        let ctx = SeriesContext {
-            labels: &labels,
-            family,
-            now_us,
-        };
-        let mut profile = decode_multipart(content_type, headers, body, ctx, &limits)?;
+        let mut profile =
+            with_ctx(&mut |ctx| decode_multipart(content_type, headers, body, ctx, &limits))?;
         apply_window(&mut profile, from, until);
         return Ok(profile);
     }
@@ -298,17 +306,14 @@ fn decode(
     let mut profile = match format {
         "pprof" => {
             let raw = request_body(headers, body, limits.max_uncompressed_bytes)?;
-            let ctx = SeriesContext {
-                labels: &labels,
-                family,
-                now_us,
-            };
-            stackdrift_model::decode_pprof(&raw, ctx, &limits).map_err(|source| {
-                IngestError::Decode {
-                    series: 0,
-                    profile: 0,
-                    source,
-                }
+            with_ctx(&mut |ctx| {
+                stackdrift_model::decode_pprof(&raw, ctx, &limits).map_err(|source| {
+                    IngestError::Decode {
+                        series: 0,
+                        profile: 0,
+                        source,
+                    }
+                })
             })?
         }
         "folded" => {

@@ -53,6 +53,19 @@ impl Ingester {
         })
     }
 
+    /// Runs `f` with the stacks already committed for `(tenant, service)` (see
+    /// [`stackdrift_storage::Store::with_committed_stacks`]), so decoders skip their frames.
+    pub fn with_committed_stacks<R>(
+        &self,
+        tenant: &str,
+        service: &str,
+        f: impl FnOnce(Option<stackdrift_model::KnownStacks<'_>>) -> R,
+    ) -> R {
+        self.batcher
+            .store()
+            .with_committed_stacks(tenant, service, f)
+    }
+
     /// The limits of every tenant.
     pub fn limits(&self) -> &TenantLimits {
         &self.limits
@@ -151,18 +164,22 @@ impl Ingester {
             )
             .map_err(|source| IngestError::Labels { series: si, source })?;
             for (pi, sample) in series.samples.iter().enumerate() {
-                let ctx = SeriesContext {
-                    labels: &labels,
-                    family: family.as_deref(),
-                    now_us,
-                };
-                let profile =
-                    stackdrift_model::decode_pprof(&sample.raw_profile, ctx, &limits.decode)
-                        .map_err(|source| IngestError::Decode {
-                            series: si,
-                            profile: pi,
-                            source,
-                        })?;
+                // Frames of stacks already committed for this service are not built.
+                let decoded =
+                    self.with_committed_stacks(tenant, labels.service_name(), |known_stacks| {
+                        let ctx = SeriesContext {
+                            labels: &labels,
+                            family: family.as_deref(),
+                            now_us,
+                            known_stacks,
+                        };
+                        stackdrift_model::decode_pprof(&sample.raw_profile, ctx, &limits.decode)
+                    });
+                let profile = decoded.map_err(|source| IngestError::Decode {
+                    series: si,
+                    profile: pi,
+                    source,
+                })?;
                 check_time(limits, &profile, now_us)?;
                 out.push(TenantProfile {
                     tenant: tenant.to_owned(),

@@ -698,6 +698,7 @@ mod tests {
                 labels: &labels,
                 family: Some("process_cpu"),
                 now_us: 0,
+                known_stacks: None,
             };
             let n = decode_pprof(&p.gz, ctx, &DecodeLimits::default()).unwrap();
             assert_eq!(n.time_us, T / 1_000);
@@ -771,6 +772,7 @@ mod tests {
                 labels: &labels,
                 family: None,
                 now_us: 0,
+                known_stacks: None,
             };
             let n = decode_pprof(&p.gz, ctx, &DecodeLimits::default()).unwrap();
             n.stacks.iter().map(|s| s.id).collect()

@@ -29,6 +29,11 @@ use stackdrift_model::pprof::decode_profile;
 use stackdrift_model::{DecodeLimits, LabelLimits, Labels, SeriesContext, decode_pprof};
 
 use crate::generate::{GenConfig, Generator, Payload};
+
+/// The server's allocator (mimalloc), so that the decode floor measured here costs what the
+/// same decoding costs inside stackdrift.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::send::{Outcome, Prepared, Protocol, Sender, Target};
 use crate::stats::{Stats, report_run, round3};
 
@@ -236,6 +241,7 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
             labels: l,
             family: Some("process_cpu"),
             now_us: 0,
+            known_stacks: None,
         };
         decode_pprof(&p.gz, ctx, &limits).context("a generated profile does not decode")?;
     }
@@ -259,6 +265,7 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
             labels: &labels[i],
             family: Some("process_cpu"),
             now_us,
+            known_stacks: None,
         };
         let p = decode_pprof(&pool[i].gz, ctx, &limits).expect("decodes");
         std::hint::black_box(p.stacks.len());

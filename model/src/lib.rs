@@ -25,7 +25,7 @@ pub mod tenant;
 pub use encode::PprofBuilder;
 pub use error::{DecodeError, LabelError};
 pub use labels::{LabelLimits, Labels};
-pub use normalized::{NormalizedProfile, ProfileBuilder, Series, Stack};
+pub use normalized::{KnownStacks, NormalizedProfile, ProfileBuilder, Series, Stack};
 pub use pprof::{DecodeLimits, SeriesContext, decode_pprof};
 pub use profile_type::ProfileType;
 pub use stack::{Frame, stack_id};

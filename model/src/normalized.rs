@@ -8,7 +8,7 @@ use std::collections::hash_map::Entry;
 use crate::error::DecodeError;
 use crate::labels::Labels;
 use crate::profile_type::ProfileType;
-use crate::stack::{Frame, TRUNCATED_FRAME, stack_id};
+use crate::stack::{Frame, TRUNCATED_FRAME, frame_hash, stack_id_from_hashes};
 
 /// One profile, normalized: per (labels, profile type) series, the summed value of each
 /// distinct stack, plus the frames of every stack it references.
@@ -51,23 +51,52 @@ pub struct Stack {
     pub frames: Vec<Frame>,
 }
 
+/// Tells a decoder which stacks' frames the caller already has (e.g. stacks committed to the
+/// table for this tenant and service): their frames are neither built nor returned, only
+/// their IDs.
+pub type KnownStacks<'k> = &'k (dyn Fn(u64) -> bool + Sync);
+
 /// Accumulates samples into a [`NormalizedProfile`], merging equal stacks per series.
-#[derive(Debug, Default)]
-pub struct ProfileBuilder {
+pub struct ProfileBuilder<'k> {
     series_index: HashMap<(Labels, ProfileType), usize>,
     series: Vec<(Series, HashMap<u64, usize>)>,
-    stacks: HashMap<u64, usize>,
+    /// Every stack ID seen, with its index in `stack_list` (`None`: known, frames not kept).
+    stacks: HashMap<u64, Option<usize>>,
     stack_list: Vec<Stack>,
     max_depth: usize,
+    known: Option<KnownStacks<'k>>,
+    truncated_hash: u64,
 }
 
-impl ProfileBuilder {
+impl std::fmt::Debug for ProfileBuilder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileBuilder")
+            .field("series", &self.series.len())
+            .field("stacks", &self.stacks.len())
+            .field("max_depth", &self.max_depth)
+            .finish()
+    }
+}
+
+impl<'k> ProfileBuilder<'k> {
     /// A builder that truncates stacks deeper than `max_stack_depth` frames.
     pub fn new(max_stack_depth: usize) -> Self {
         Self {
+            series_index: HashMap::default(),
+            series: Vec::new(),
+            stacks: HashMap::default(),
+            stack_list: Vec::new(),
             max_depth: max_stack_depth.max(2),
-            ..Default::default()
+            known: None,
+            truncated_hash: frame_hash(TRUNCATED_FRAME, "", 0),
         }
+    }
+
+    /// Stacks for which `known` is true keep their ID in the samples but are left out of
+    /// [`NormalizedProfile::stacks`], and their frames are never built.
+    pub fn with_known_stacks(mut self, known: Option<KnownStacks<'k>>) -> Self {
+        self.known = known;
+        self
     }
 
     /// Returns the index of the series for `(labels, profile_type)`, creating it.
@@ -94,16 +123,53 @@ impl ProfileBuilder {
 
     /// Registers a leaf-first frame list (truncating it past the depth limit) and returns its
     /// stack ID.
-    pub fn stack(&mut self, mut frames: Vec<Frame>) -> u64 {
-        if frames.len() > self.max_depth {
+    pub fn stack(&mut self, frames: Vec<Frame>) -> u64 {
+        let mut hashes: Vec<u64> = frames
+            .iter()
+            .map(|f| frame_hash(&f.function, &f.file, f.line))
+            .collect();
+        let mut frames = Some(frames);
+        self.stack_hashed(&mut hashes, |keep| {
+            let mut frames = frames.take().unwrap_or_default();
+            frames.truncate(keep);
+            frames
+        })
+    }
+
+    /// Registers a stack by the [`frame_hash`]es of its frames, leaf first, and returns its ID.
+    ///
+    /// `hashes` is truncated in place past the depth limit. `frames(keep)` must return the
+    /// first `keep` frames (leaf first) of the stack; it is called only for a stack this
+    /// builder has not seen and the caller does not already know.
+    pub fn stack_hashed(
+        &mut self,
+        hashes: &mut Vec<u64>,
+        frames: impl FnOnce(usize) -> Vec<Frame>,
+    ) -> u64 {
+        let truncated = hashes.len() > self.max_depth;
+        if truncated {
             // Keep the leaf side (self time stays exact); the cut root side becomes one frame.
-            frames.truncate(self.max_depth - 1);
-            frames.push(Frame::named(TRUNCATED_FRAME));
+            hashes.truncate(self.max_depth - 1);
+            hashes.push(self.truncated_hash);
         }
-        let id = stack_id(&frames);
+        let id = stack_id_from_hashes(hashes);
         if let Entry::Vacant(e) = self.stacks.entry(id) {
-            e.insert(self.stack_list.len());
-            self.stack_list.push(Stack { id, frames });
+            if self.known.is_some_and(|known| known(id)) {
+                e.insert(None);
+            } else {
+                let keep = if truncated {
+                    hashes.len() - 1
+                } else {
+                    hashes.len()
+                };
+                let mut frames = frames(keep);
+                debug_assert_eq!(frames.len(), keep);
+                if truncated {
+                    frames.push(Frame::named(TRUNCATED_FRAME));
+                }
+                e.insert(Some(self.stack_list.len()));
+                self.stack_list.push(Stack { id, frames });
+            }
         }
         id
     }
@@ -187,5 +253,38 @@ mod tests {
         assert_eq!(deep_frames.len(), 3);
         assert_eq!(&*deep_frames[0].function, "f0");
         assert_eq!(&*deep_frames[2].function, TRUNCATED_FRAME);
+        // Truncation happens before hashing: the ID is that of the kept frames.
+        assert_eq!(deep, crate::stack::stack_id(deep_frames));
+    }
+
+    #[test]
+    fn known_stacks_keep_their_ids_but_not_their_frames() {
+        let labels = Labels::new([("service_name", "s")], &LabelLimits::default()).unwrap();
+        let pt: ProfileType = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+            .parse()
+            .unwrap();
+        let known_frames = vec![Frame::named("old"), Frame::named("main")];
+        let known_id = crate::stack::stack_id(&known_frames);
+        let is_known = move |id: u64| id == known_id;
+        let mut b = ProfileBuilder::new(100).with_known_stacks(Some(&is_known));
+        let s = b.series(&labels, &pt);
+        let built = std::cell::Cell::new(0);
+        let mut hashes: Vec<u64> = known_frames
+            .iter()
+            .map(|f| frame_hash(&f.function, &f.file, f.line))
+            .collect();
+        let a = b.stack_hashed(&mut hashes, |_| {
+            built.set(built.get() + 1);
+            known_frames.clone()
+        });
+        assert_eq!(a, known_id);
+        assert_eq!(built.get(), 0, "frames of a known stack are never built");
+        let new = b.stack(vec![Frame::named("new"), Frame::named("main")]);
+        b.add(s, a, 1).unwrap();
+        b.add(s, new, 2).unwrap();
+        let p = b.finish(0, 0);
+        assert_eq!(p.series[0].samples, vec![(a, 1), (new, 2)]);
+        let ids: Vec<u64> = p.stacks.iter().map(|st| st.id).collect();
+        assert_eq!(ids, vec![new]);
     }
 }

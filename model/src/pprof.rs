@@ -9,6 +9,7 @@
 // Keys here are stack hashes, IDs and short slices: Fx hashing, not SipHash (a profile
 // hashes every sample several times, and nothing here is attacker-keyed at scale).
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -18,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use stackdrift_proto::pprof::Profile;
 
 use crate::error::DecodeError;
+use crate::labels::SERVICE_NAME;
 use crate::labels::{DROPPED_SAMPLE_LABELS, LabelLimits, Labels};
-use crate::normalized::{NormalizedProfile, ProfileBuilder};
+use crate::normalized::{KnownStacks, NormalizedProfile, ProfileBuilder};
 use crate::profile_type::{ProfileType, default_family};
-use crate::stack::Frame;
+use crate::stack::{Frame, frame_hash};
 
 /// Limits applied while decoding one profile (Pyroscope's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +96,7 @@ pub fn decode_profile(bytes: &[u8], max_uncompressed: usize) -> Result<Profile, 
 }
 
 /// What to attach to a decoded profile.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct SeriesContext<'a> {
     /// Validated series labels (`service_name` included).
     pub labels: &'a Labels,
@@ -102,6 +104,19 @@ pub struct SeriesContext<'a> {
     pub family: Option<&'a str>,
     /// Time to use when the profile carries none, µs since the epoch.
     pub now_us: i64,
+    /// Stacks whose frames the caller already has (see [`KnownStacks`]).
+    pub known_stacks: Option<KnownStacks<'a>>,
+}
+
+impl std::fmt::Debug for SeriesContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesContext")
+            .field("labels", &self.labels)
+            .field("family", &self.family)
+            .field("now_us", &self.now_us)
+            .field("known_stacks", &self.known_stacks.is_some())
+            .finish()
+    }
 }
 
 /// Decodes and normalizes a pprof payload in one step.
@@ -176,19 +191,10 @@ pub fn normalize(
     }
 
     // Functions: id → (name, file).
-    // Each name becomes one shared string, however many frames use it.
-    fn share<'s>(shared: &mut HashMap<&'s str, Arc<str>>, s: &'s str) -> Arc<str> {
-        shared.entry(s).or_insert_with(|| Arc::from(s)).clone()
-    }
-    let mut shared: HashMap<&str, Arc<str>> =
-        HashMap::with_capacity_and_hasher(profile.function.len() * 2, Default::default());
-    let mut functions: HashMap<u64, (Arc<str>, Arc<str>)> =
+    let mut functions: HashMap<u64, (&str, &str)> =
         HashMap::with_capacity_and_hasher(profile.function.len(), Default::default());
     for f in &profile.function {
-        let entry = (
-            share(&mut shared, strings.get(f.name)?),
-            share(&mut shared, strings.get(f.filename)?),
-        );
+        let entry = (strings.get(f.name)?, strings.get(f.filename)?);
         if f.id == 0 || functions.insert(f.id, entry).is_some() {
             return Err(DecodeError::BadId {
                 kind: "function",
@@ -207,11 +213,13 @@ pub fn normalize(
         }
     }
 
-    // Locations: id → frames, innermost first.
-    let mut locations: HashMap<u64, Vec<Frame>> =
-        HashMap::with_capacity_and_hasher(profile.location.len(), Default::default());
+    // Locations: id → a range of `frames`, innermost first. Each frame is hashed once here;
+    // a stack's ID is then a hash of a few dozen integers, and its frames are built only if
+    // the stack is new to the caller.
+    let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.location.len() + 16);
+    let mut locations = LocationIndex::new(&profile.location);
     for loc in &profile.location {
-        let mut frames = Vec::with_capacity(loc.line.len().max(1));
+        let start = frames.len();
         for line in &loc.line {
             let (name, file) =
                 functions
@@ -220,13 +228,9 @@ pub fn normalize(
                         location: loc.id,
                         function: line.function_id,
                     })?;
-            frames.push(Frame {
-                function: name.clone(),
-                file: file.clone(),
-                line: line.line,
-            });
+            frames.push(FrameRef::new(Cow::Borrowed(name), file, line.line));
         }
-        if frames.is_empty() {
+        if loc.line.is_empty() {
             // Unsymbolized: name the frame by its address (and binary, when known).
             let binary = mappings.get(&loc.mapping_id).copied().unwrap_or("");
             let name = if binary.is_empty() {
@@ -234,9 +238,9 @@ pub fn normalize(
             } else {
                 format!("{binary}+0x{:x}", loc.address)
             };
-            frames.push(Frame::named(name));
+            frames.push(FrameRef::new(Cow::Owned(name), "", 0));
         }
-        if loc.id == 0 || locations.insert(loc.id, frames).is_some() {
+        if loc.id == 0 || !locations.insert(loc.id, start, frames.len()) {
             return Err(DecodeError::BadId {
                 kind: "location",
                 id: loc.id,
@@ -244,7 +248,19 @@ pub fn normalize(
         }
     }
 
-    let mut builder = ProfileBuilder::new(limits.max_stack_depth);
+    // A sample label may move a sample to another service; then "known for this service"
+    // does not hold for its stacks, and every stack keeps its frames.
+    let moves_service = profile.sample.iter().any(|s| {
+        s.label
+            .iter()
+            .any(|l| l.str != 0 && strings.get(l.key).is_ok_and(|k| k == SERVICE_NAME))
+    });
+    let known = if moves_service {
+        None
+    } else {
+        ctx.known_stacks
+    };
+    let mut builder = ProfileBuilder::new(limits.max_stack_depth).with_known_stacks(known);
     let base: Vec<usize> = types
         .iter()
         .map(|pt| builder.series(ctx.labels, pt))
@@ -252,6 +268,8 @@ pub fn normalize(
     // Series per distinct set of sample labels, keyed by the sample's (key, str) indices.
     let mut labelled: HashMap<Vec<(i64, i64)>, Vec<usize>> = HashMap::default();
     let mut stack_cache: HashMap<&[u64], u64> = HashMap::default();
+    let mut shared: HashMap<&str, Arc<str>> = HashMap::default();
+    let mut hashes: Vec<u64> = Vec::with_capacity(64);
 
     for sample in &profile.sample {
         if sample.value.len() != types.len() {
@@ -263,12 +281,23 @@ pub fn normalize(
         let stack = match stack_cache.get(sample.location_id.as_slice()) {
             Some(id) => *id,
             None => {
-                let mut frames = Vec::with_capacity(sample.location_id.len());
+                hashes.clear();
                 for id in &sample.location_id {
-                    let loc = locations.get(id).ok_or(DecodeError::UnknownLocation(*id))?;
-                    frames.extend(loc.iter().cloned());
+                    let range = locations
+                        .get(*id)
+                        .ok_or(DecodeError::UnknownLocation(*id))?;
+                    hashes.extend(frames[range].iter().map(|f| f.hash));
                 }
-                let id = builder.stack(frames);
+                let id = builder.stack_hashed(&mut hashes, |keep| {
+                    sample
+                        .location_id
+                        .iter()
+                        .filter_map(|id| locations.get(*id))
+                        .flat_map(|range| &frames[range])
+                        .take(keep)
+                        .map(|f| f.to_frame(&mut shared))
+                        .collect()
+                });
                 stack_cache.insert(sample.location_id.as_slice(), id);
                 id
             }
@@ -294,6 +323,78 @@ pub fn normalize(
         ctx.now_us
     };
     Ok(builder.finish(time_us, profile.duration_nanos.max(0) / 1_000))
+}
+
+/// A frame of a location, borrowed from the profile, with its [`frame_hash`].
+struct FrameRef<'a> {
+    hash: u64,
+    function: Cow<'a, str>,
+    file: &'a str,
+    line: i64,
+}
+
+impl<'a> FrameRef<'a> {
+    fn new(function: Cow<'a, str>, file: &'a str, line: i64) -> Self {
+        Self {
+            hash: frame_hash(&function, file, line),
+            function,
+            file,
+            line,
+        }
+    }
+
+    /// The owned frame; each distinct string becomes one shared allocation per profile.
+    fn to_frame(&'a self, shared: &mut HashMap<&'a str, Arc<str>>) -> Frame {
+        let mut share = |s: &'a str| shared.entry(s).or_insert_with(|| Arc::from(s)).clone();
+        Frame {
+            function: share(&self.function),
+            file: share(self.file),
+            line: self.line,
+        }
+    }
+}
+
+/// Location ID → range of its frames. pprof writers number locations 1..=N, so IDs up to a
+/// small multiple of the count index a vector; others go to a map.
+struct LocationIndex {
+    dense: Vec<(u32, u32)>,
+    sparse: HashMap<u64, (u32, u32)>,
+}
+
+impl LocationIndex {
+    const EMPTY: (u32, u32) = (u32::MAX, u32::MAX);
+
+    fn new(locations: &[stackdrift_proto::pprof::Location]) -> Self {
+        Self {
+            dense: vec![Self::EMPTY; locations.len() * 2 + 1],
+            sparse: HashMap::default(),
+        }
+    }
+
+    /// False when `id` is already present.
+    fn insert(&mut self, id: u64, start: usize, end: usize) -> bool {
+        let range = (
+            u32::try_from(start).unwrap_or(u32::MAX - 1),
+            u32::try_from(end).unwrap_or(u32::MAX - 1),
+        );
+        match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
+            Some(slot) if *slot == Self::EMPTY => {
+                *slot = range;
+                true
+            }
+            Some(_) => false,
+            None => self.sparse.insert(id, range).is_none(),
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<std::ops::Range<usize>> {
+        let (start, end) = match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
+            Some(slot) if *slot == Self::EMPTY => return None,
+            Some(slot) => *slot,
+            None => *self.sparse.get(&id)?,
+        };
+        Some(start as usize..end as usize)
+    }
 }
 
 /// The series indices (one per sample type) a sample belongs to, by its string labels.

@@ -24,6 +24,7 @@ fn ctx(l: &Labels) -> SeriesContext<'_> {
         labels: l,
         family: None,
         now_us: 42,
+        known_stacks: None,
     }
 }
 
@@ -182,6 +183,7 @@ fn family_label_and_missing_time() {
         labels: &l,
         family: Some("my_family"),
         now_us: 99,
+        known_stacks: None,
     };
     let p = normalize(&profile, c, &DecodeLimits::default()).unwrap();
     assert_eq!(p.time_us, 99);
@@ -432,6 +434,60 @@ fn sample_labels_split_series_and_bad_ones_are_rejected() {
         decode_pprof(&b.encode_gzip(), ctx(&l), &DecodeLimits::default()),
         Err(DecodeError::Label(_))
     ));
+}
+
+#[test]
+fn known_stacks_skip_frames_and_change_nothing_else() {
+    let bytes = fixture("cpu_burn.pb.gz");
+    let l = labels();
+    let limits = DecodeLimits::default();
+    let full = decode_pprof(&bytes, ctx(&l), &limits).unwrap();
+    assert!(full.stacks.len() > 4, "{}", full.stacks.len());
+    // Every stack's ID is the hash of the frames returned for it.
+    for st in &full.stacks {
+        assert_eq!(st.id, stackdrift_model::stack_id(&st.frames));
+    }
+    // Say every other stack is known already.
+    let known_ids: std::collections::HashSet<u64> =
+        full.stacks.iter().step_by(2).map(|s| s.id).collect();
+    let is_known = |id: u64| known_ids.contains(&id);
+    let partial = decode_pprof(
+        &bytes,
+        SeriesContext {
+            known_stacks: Some(&is_known),
+            ..ctx(&l)
+        },
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(partial.series, full.series, "samples are unchanged");
+    let rest: Vec<_> = full
+        .stacks
+        .iter()
+        .filter(|s| !known_ids.contains(&s.id))
+        .cloned()
+        .collect();
+    assert_eq!(partial.stacks, rest, "only unknown stacks carry frames");
+
+    // A sample label that names another service turns the shortcut off: those stacks are
+    // "known" for this service only.
+    let mut b = PprofBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), 1);
+    let f = [Frame::named("work"), Frame::named("main")];
+    b.sample(&f, &[5], &[("service_name", "other")]);
+    let id = stackdrift_model::stack_id(&f);
+    let is_known = move |x: u64| x == id;
+    let p = decode_pprof(
+        &b.encode_gzip(),
+        SeriesContext {
+            known_stacks: Some(&is_known),
+            ..ctx(&l)
+        },
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(p.series[0].labels.service_name(), "other");
+    assert_eq!(p.stacks.len(), 1);
+    assert_eq!(p.stacks[0].frames, f);
 }
 
 mod fuzz {

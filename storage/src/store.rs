@@ -177,6 +177,28 @@ impl Store {
         dropped
     }
 
+    /// Calls `f` with a predicate that is true for stacks already committed to `stacks` for
+    /// `(tenant, service)` (or with `None` when none are known), for decoders that can then
+    /// skip building those stacks' frames. Holds a read lock for the duration of `f`.
+    pub fn with_committed_stacks<R>(
+        &self,
+        tenant: &str,
+        service: &str,
+        f: impl FnOnce(Option<stackdrift_model::KnownStacks<'_>>) -> R,
+    ) -> R {
+        let committed = self
+            .committed_stacks
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        match committed.get(&(tenant.to_owned(), service.to_owned())) {
+            Some(set) if !set.is_empty() => {
+                let known = |id: u64| set.contains(&stack_id_to_i64(id));
+                f(Some(&known))
+            }
+            _ => f(None),
+        }
+    }
+
     async fn append_stacks(&self, profiles: &[TenantProfile]) -> Result<usize, StorageError> {
         let mut known = self.known_stacks.lock().await;
         let mut rows: Vec<StackRow<'_>> = Vec::new();

@@ -26,6 +26,7 @@ fn decode(bytes: &[u8], l: &Labels) -> stackdrift_model::NormalizedProfile {
         labels: l,
         family: Some("process_cpu"),
         now_us: 1_700_000_000_000_000,
+        known_stacks: None,
     };
     decode_pprof(bytes, ctx, &DecodeLimits::default()).unwrap()
 }
