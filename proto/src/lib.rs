@@ -14,6 +14,10 @@
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![allow(clippy::all)]
 
+/// Encoded `FileDescriptorSet` of every message here, for reflection (Connect's JSON form).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/stackdrift_descriptors.bin"));
+
 /// `perftools.profiles`: pprof. Also re-exported as [`pprof`].
 pub mod perftools {
     pub mod profiles {

@@ -33,6 +33,12 @@ pub enum QueryError {
     /// The tables could not be read (object store unreachable, corrupt log).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The request body's content type is not one the API reads.
+    #[error("unsupported content type {0:?}: use application/proto or application/json")]
+    UnsupportedMediaType(String),
+    /// The API method exists but stackdrift does not implement it.
+    #[error("{0} is not implemented by stackdrift")]
+    Unimplemented(String),
     /// Anything else.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,7 +55,38 @@ impl QueryError {
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Memory { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The gRPC status code (Connect uses its lower-case name).
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self {
+            Self::BadRequest(_)
+            | Self::InvalidQuery(_)
+            | Self::ReadOnly(_)
+            | Self::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
+            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::Timeout(_) => tonic::Code::DeadlineExceeded,
+            Self::Memory { .. } => tonic::Code::ResourceExhausted,
+            Self::Unavailable(_) => tonic::Code::Unavailable,
+            Self::Unimplemented(_) => tonic::Code::Unimplemented,
+            Self::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// The Connect protocol's name for [`Self::grpc_code`].
+    pub fn connect_code(&self) -> &'static str {
+        match self.grpc_code() {
+            tonic::Code::InvalidArgument => "invalid_argument",
+            tonic::Code::Unauthenticated => "unauthenticated",
+            tonic::Code::DeadlineExceeded => "deadline_exceeded",
+            tonic::Code::ResourceExhausted => "resource_exhausted",
+            tonic::Code::Unavailable => "unavailable",
+            tonic::Code::Unimplemented => "unimplemented",
+            _ => "internal",
         }
     }
 
@@ -63,6 +100,8 @@ impl QueryError {
             Self::Timeout(_) => "timeout",
             Self::Memory { .. } => "memory",
             Self::Unavailable(_) => "unavailable",
+            Self::Unimplemented(_) => "unimplemented",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Internal(_) => "internal",
         }
     }
@@ -101,6 +140,12 @@ fn first_line(s: &str) -> String {
         format!("{}…", &line[..end])
     } else {
         line.to_owned()
+    }
+}
+
+impl From<QueryError> for tonic::Status {
+    fn from(e: QueryError) -> Self {
+        tonic::Status::new(e.grpc_code(), e.to_string())
     }
 }
 

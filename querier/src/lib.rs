@@ -1,14 +1,24 @@
-//! The querier role: read-only, tenant-scoped SQL over the Delta tables.
+//! The querier role: read-only, tenant-scoped SQL and profile queries over the Delta tables.
 //!
 //! ```text
 //!  POST /api/v1/sql ──▶ sql.rs ──▶ Querier::query ──▶ SessionContext (one per query:
 //!   (JSON / CSV / Arrow IPC)          │                 tenant-scoped views, memory pool)
 //!                                     └── guard: SELECT only, timeout, memory limit
+//!
+//!  querier.v1 (Connect: connect.rs,  ──▶ api.rs ──▶ profiles.rs (selector.rs → filters,
+//!   gRPC: grpc.rs)                                   SUM per stack, join stacks)
+//!                                                    ──▶ flamegraph.rs (tree, levels, diff)
 //! ```
 
+pub mod api;
+pub mod connect;
 pub mod error;
+pub mod flamegraph;
+pub mod grpc;
 pub mod metrics;
+pub mod profiles;
 pub mod query;
+pub mod selector;
 pub mod sql;
 
 pub use error::QueryError;

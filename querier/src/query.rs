@@ -109,30 +109,45 @@ impl Querier {
     /// Runs one read-only statement for `tenant`.
     pub async fn query(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
-        let limit = self.config.timeout;
-        let result = match tokio::time::timeout(limit, self.run(tenant, sql)).await {
-            Ok(r) => r,
-            Err(_) => Err(QueryError::Timeout(limit.as_secs())),
-        };
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.reason(),
-        };
+        let result = self.limited(self.run(tenant, sql)).await;
+        self.observe("sql", tenant, started, result.as_ref().err());
+        result
+    }
+
+    /// Counts one finished query of `api` (`sql`, or a `querier.v1` method) in the metrics.
+    pub fn observe(&self, api: &str, tenant: &str, started: Instant, error: Option<&QueryError>) {
+        let outcome = error.map_or("ok", QueryError::reason);
         self.metrics
             .queries
             .with_label_values(&[tenant, outcome])
             .inc();
         self.metrics
             .seconds
-            .with_label_values(&["sql"])
+            .with_label_values(&[api])
             .observe(started.elapsed().as_secs_f64());
         debug!(
+            api,
             tenant,
             outcome,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "sql query"
+            "query"
         );
-        result
+    }
+
+    /// Runs `work` (a profile query) under the per-query timeout.
+    pub async fn limited<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        let limit = self.config.timeout;
+        match tokio::time::timeout(limit, work).await {
+            Ok(Err(QueryError::Memory { detail, .. })) => Err(QueryError::Memory {
+                limit_mib: self.config.memory_limit >> 20,
+                detail,
+            }),
+            Ok(r) => r,
+            Err(_) => Err(QueryError::Timeout(limit.as_secs())),
+        }
     }
 
     async fn run(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {

@@ -190,7 +190,10 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             },
             QueryMetrics::new(&registry)?,
         );
-        http = http.merge(stackdrift_querier::sql::routes(querier));
+        http = http
+            .merge(stackdrift_querier::sql::routes(querier.clone()))
+            .merge(stackdrift_querier::connect::routes(querier.clone()));
+        grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }
     if role.runs(Role::Compactor) {
         let compactor = Compactor::new(
