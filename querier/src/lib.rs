@@ -13,6 +13,7 @@
 pub mod api;
 pub mod connect;
 pub mod error;
+pub mod export;
 pub mod flamegraph;
 pub mod grpc;
 pub mod metrics;

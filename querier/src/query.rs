@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -89,8 +90,13 @@ impl Querier {
 
     /// A fresh session that sees only `tenant`'s rows, with this querier's memory limit.
     pub async fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        // No spilling: a query over its memory limit fails (cleanly) instead of filling the
+        // querier's disk.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(self.config.memory_limit)))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| QueryError::Internal(e.to_string()))?;
         let config = SessionConfig::new()

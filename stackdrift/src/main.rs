@@ -192,7 +192,8 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         );
         http = http
             .merge(stackdrift_querier::sql::routes(querier.clone()))
-            .merge(stackdrift_querier::connect::routes(querier.clone()));
+            .merge(stackdrift_querier::connect::routes(querier.clone()))
+            .merge(stackdrift_querier::export::routes(querier.clone()));
         grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }
     if role.runs(Role::Compactor) {

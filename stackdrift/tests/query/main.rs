@@ -560,6 +560,79 @@ async fn grafana_query_api_matches_pushed_data_and_sql() {
         "eu-only function present"
     );
 
+    // Exports: the merged pprof (gzipped) has the flame graph's totals; the SVGs name the
+    // functions.
+    let export = |path: &str, params: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = format!("{}{path}", sd.url);
+        async move {
+            let resp = http
+                .get(url)
+                .query(&params)
+                .header("x-scope-orgid", TENANT)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let from = range.0.to_string();
+    let until = range.1.to_string();
+    let (status, gz) = export(
+        "/api/v1/pprof",
+        vec![
+            ("query", format!(r#"{CPU}{{service_name="burner"}}"#)),
+            ("from", from.clone()),
+            ("until", until.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&gz));
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzipped");
+    let exported = stackdrift_model::pprof::decode_profile(&gz, 1 << 30).unwrap();
+    assert_eq!(
+        reference::function_totals(&exported, "cpu"),
+        flame_totals(&full)
+    );
+    let (status, svg) = export(
+        "/api/v1/flamegraph.svg",
+        vec![
+            ("profile_type", CPU.to_owned()),
+            ("selector", r#"{service_name="shop"}"#.to_owned()),
+            ("from", from.clone()),
+            ("until", until.clone()),
+        ],
+    )
+    .await;
+    let svg = String::from_utf8(svg).unwrap();
+    assert_eq!(status, 200, "{svg}");
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
+    for f in ["main", "handle", "encode", "compress", "gc"] {
+        assert!(
+            svg.contains(&format!(">{f}<")) || svg.contains(&format!("{f} (")),
+            "{f}"
+        );
+    }
+    let (status, svg) = export(
+        "/api/v1/diff.svg",
+        vec![
+            ("query", format!(r#"{CPU}{{service_name="shop"}}"#)),
+            ("left_query", format!(r#"{CPU}{{region="eu"}}"#)),
+            ("right_query", format!(r#"{CPU}{{region="us"}}"#)),
+            ("from", from.clone()),
+            ("until", until.clone()),
+        ],
+    )
+    .await;
+    let svg = String::from_utf8(svg).unwrap();
+    assert_eq!(status, 200, "{svg}");
+    // Widths are the comparison's shares, colours the change from the baseline: functions
+    // of the comparison are drawn (eu-only `gc` has no width there).
+    assert!(svg.contains("handle") && svg.contains("encode"), "{svg}");
+    let (status, body) = export("/api/v1/pprof", vec![("from", from.clone())]).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("profile type"));
+
     // gRPC: same answers.
     let mut grpc = q::querier_service_client::QuerierServiceClient::connect(sd.url.clone())
         .await
@@ -604,4 +677,101 @@ async fn grafana_query_api_matches_pushed_data_and_sql() {
         .raw("ProfileTypes", TENANT, "text/plain", b"hello".to_vec())
         .await;
     assert_eq!(status, 415);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_is_read_only_tenant_scoped_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sd = Stackdrift::start_in(
+        Path::new(env!("CARGO_BIN_EXE_stackdrift")),
+        "sql-safety",
+        dir.path(),
+        &["--query-memory-mib", "32"],
+    );
+    let http = reqwest::Client::new();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (tenant, service) in [("acme", "shop"), ("globex", "secret-service")] {
+        let p = Pushed {
+            service: "x",
+            region: "eu",
+            time_s: now - 10,
+            stacks: vec![(&["main", "work"], 5)],
+        };
+        let req = push_request(&[("service_name", service), ("region", "eu")], encode(&p));
+        let resp = http
+            .post(format!("{}/push.v1.PusherService/Push", sd.url))
+            .header("content-type", "application/proto")
+            .header("x-scope-orgid", tenant)
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    // Nothing that writes, reads files or URLs, or changes settings gets through.
+    let marker = dir.path().join("copied.csv");
+    let refused = [
+        format!("COPY samples TO '{}'", marker.display()),
+        format!("COPY (SELECT 1) TO '{}' STORED AS CSV", marker.display()),
+        "CREATE EXTERNAL TABLE pw (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'".into(),
+        "CREATE VIEW v AS SELECT * FROM samples".into(),
+        "CREATE TABLE t AS SELECT 1".into(),
+        "INSERT INTO samples SELECT * FROM samples".into(),
+        "DELETE FROM samples".into(),
+        "UPDATE samples SET value = 0".into(),
+        "DROP TABLE samples".into(),
+        "SET datafusion.execution.target_partitions = 1".into(),
+        "SELECT * FROM '/etc/passwd'".into(),
+        "SELECT * FROM read_csv('/etc/passwd')".into(),
+        "SELECT * FROM read_parquet('/etc/passwd')".into(),
+        "SELECT * FROM parquet_metadata('/etc/passwd')".into(),
+    ];
+    for stmt in &refused {
+        let (status, body) = sql_json(&http, &sd.url, "acme", stmt).await;
+        assert_eq!(status, 400, "{stmt}: {body}");
+        assert!(!body["error"].as_str().unwrap_or("").is_empty(), "{stmt}");
+    }
+    assert!(!marker.exists(), "COPY wrote a file");
+
+    // Whatever the WHERE says, a tenant sees only its own rows.
+    for stmt in [
+        "SELECT DISTINCT tenant, service_name FROM samples",
+        "SELECT DISTINCT tenant, service_name FROM samples WHERE tenant = 'globex'",
+        "SELECT DISTINCT tenant, service_name FROM stacks_raw WHERE tenant <> 'acme'",
+    ] {
+        let (status, rows) = sql_json(&http, &sd.url, "acme", stmt).await;
+        assert_eq!(status, 200, "{rows}");
+        for row in rows.as_array().unwrap() {
+            assert_eq!(row["tenant"], "acme", "{stmt}: {rows}");
+        }
+    }
+    let (_, rows) = sql_json(
+        &http,
+        &sd.url,
+        "acme",
+        "SELECT count(*) AS n FROM samples WHERE service_name = 'secret-service'",
+    )
+    .await;
+    assert_eq!(rows[0]["n"], 0);
+
+    // Over the 32 MiB memory limit: that query fails cleanly, the next one works.
+    let (status, body) = sql_json(
+        &http,
+        &sd.url,
+        "acme",
+        "SELECT a.v FROM generate_series(1, 3000000) AS a(v) \
+         JOIN generate_series(1, 3000000) AS b(v) ON a.v = b.v ORDER BY 1 LIMIT 1",
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("memory limit"),
+        "{body}"
+    );
+    let (status, rows) = sql_json(&http, &sd.url, "acme", "SELECT 1 + 1 AS two").await;
+    assert_eq!((status, rows[0]["two"].as_i64()), (200, Some(2)));
 }
