@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Cached Python venvs holding the real Pyroscope Python clients, for the
-# acceptance tests (tests/python/cpu_burner.py pushes profiles with them).
+# Cached Python venvs holding real Python clients, for the acceptance tests:
+# the Pyroscope SDKs (tests/python/cpu_burner.py pushes profiles with them) and
+# the ADBC Flight SQL driver (tests/python/flight_sql_client.py queries with it).
 #
-# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16]
-#   With a name: makes that venv. Without: makes both (0.8.16, then 1.4.0).
+# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16|flightsql]
+#   With a name: makes that venv. Without: makes the two Pyroscope ones (0.8.16,
+#   then 1.4.0), as before flightsql existed; name flightsql to make it.
 #   Stdout carries only the venvs' python paths, one line each, so the last
 #   line is the chosen venv's python; pip's chatter goes to stderr.
 #
@@ -16,6 +18,13 @@ set -euo pipefail
 declare -A PACKAGES=(
   [pyroscope-1.4.0]="pyroscope-io==1.4.0"
   [pyroscope-0.8.16]="pyroscope-io==0.8.16"
+  [flightsql]="adbc-driver-flightsql==1.13.0 pyarrow==26.0.1"
+)
+# What each venv must be able to import before it is marked ready.
+declare -A IMPORTS=(
+  [pyroscope-1.4.0]="pyroscope"
+  [pyroscope-0.8.16]="pyroscope"
+  [flightsql]="adbc_driver_flightsql.dbapi, pyarrow"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,7 +38,7 @@ if [[ $# -eq 0 ]]; then
 elif [[ $# -eq 1 && -n "$1" && -n "${PACKAGES[$1]+x}" ]]; then
   names=("$1")
 else
-  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16]" >&2
+  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16|flightsql]" >&2
   exit 2
 fi
 
@@ -37,16 +46,23 @@ fi
 ready() { [[ -x "$pyenv_dir/$1/bin/python" && "$(cat "$pyenv_dir/$1/.stackdrift-ready" 2>/dev/null)" == "${PACKAGES[$1]}" ]]; }
 
 build() {
-  local venv="$pyenv_dir/$1" pkg="${PACKAGES[$1]}"
+  local venv="$pyenv_dir/$1" pkg="${PACKAGES[$1]}" pkgs
+  read -ra pkgs <<< "$pkg"
   echo "python-env: creating $venv ($pkg)" >&2
   command -v "$python" >/dev/null || { echo "python-env: interpreter '$python' not found (set PYTHON)" >&2; exit 1; }
   rm -rf "$venv"  # a half-built or outdated venv
   "$python" -m venv "$venv" >&2
-  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "$pkg" >&2
-  # Check that the package imports (its native library loads) before marking it ready.
-  "$venv/bin/python" -c 'import sys, pyroscope, importlib.metadata as m
-v = m.version("pyroscope-io"); sys.exit(0 if v == sys.argv[1] else "pyroscope-io %s installed" % v)' \
-    "${pkg#*==}" >&2
+  "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q "${pkgs[@]}" >&2
+  # Check that the packages import (their native libraries load) and have the pinned
+  # versions before marking the venv ready.
+  "$venv/bin/python" -c "import ${IMPORTS[$1]}"'
+import sys, importlib.metadata as m
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    v = m.version(name)
+    if v != want:
+        sys.exit("%s %s installed, not %s" % (name, v, want))' \
+    "${pkgs[@]}" >&2
   echo "$pkg" > "$venv/.stackdrift-ready"
 }
 

@@ -160,8 +160,10 @@ fn credential(raw: &[u8]) -> Result<String, AuthError> {
         }
         Ok(rest.to_owned())
     } else if scheme.eq_ignore_ascii_case("basic") {
+        // Padding is optional: some clients (the ADBC Flight SQL driver) leave it out.
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest))
             .map_err(|_| bad())?;
         let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
         let (_, password) = decoded.split_once(':').ok_or_else(bad)?;
@@ -212,6 +214,10 @@ mod tests {
         );
         let b = basic("whoever", "beta-token-1");
         assert_eq!(a.tenant(Some(b.as_bytes()), None).unwrap(), "beta");
+        // Unpadded base64 ("whoever:beta-token-1" encodes with one `=`).
+        assert!(b.ends_with('='), "{b}");
+        let unpadded = b.trim_end_matches('=');
+        assert_eq!(a.tenant(Some(unpadded.as_bytes()), None).unwrap(), "beta");
         // The header may repeat the token's tenant, never name another.
         assert_eq!(
             a.tenant(Some(b"Bearer acme-token-1"), Some(b"acme"))

@@ -608,6 +608,51 @@ pub fn decode(fg: &FlameGraph) -> Result<Vec<(Vec<String>, i64)>, String> {
     Ok(out)
 }
 
+/// One node of a flame graph, for rendering it as rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlameNode {
+    /// Position in pre-order (the root is 0).
+    pub id: usize,
+    /// Parent's `id` (`None` for the root).
+    pub parent: Option<usize>,
+    /// Distance from the root.
+    pub depth: usize,
+    /// Function name (`total` for the root, `other` for merged small nodes).
+    pub name: String,
+    /// Value of stacks ending here.
+    pub self_value: i64,
+    /// Value of stacks through here.
+    pub total: i64,
+}
+
+/// The nodes of a level-encoded flame graph in pre-order (parents before children), with
+/// the same validation as [`decode`].
+pub fn nodes(fg: &FlameGraph) -> Result<Vec<FlameNode>, String> {
+    let decoded = decode_nodes(fg)?;
+    let mut out: Vec<FlameNode> = Vec::with_capacity(decoded.len());
+    // (decoded index, parent's pre-order id, depth)
+    let mut stack = vec![(0usize, None, 0usize)];
+    while let Some((index, parent, depth)) = stack.pop() {
+        let node = &decoded[index];
+        let id = out.len();
+        out.push(FlameNode {
+            id,
+            parent,
+            depth,
+            name: fg.names[node.name].clone(),
+            self_value: node.self_value,
+            total: node.total,
+        });
+        stack.extend(
+            node.children
+                .iter()
+                .rev()
+                .map(|c| (*c, Some(id), depth + 1)),
+        );
+    }
+    Ok(out)
+}
+
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("flame graph exceeds u32::MAX nodes or names")
 }

@@ -8,6 +8,9 @@
 //!  querier.v1 (Connect: connect.rs,  ──▶ api.rs ──▶ profiles.rs (selector.rs → filters,
 //!   gRPC: grpc.rs)                                   SUM per stack, join stacks)
 //!                                                    ──▶ flamegraph.rs (tree, levels, diff)
+//!
+//!  Arrow Flight SQL (gRPC: flight.rs) ──▶ Querier::plan_schema / Querier::query, and the
+//!                                          session's catalog for metadata
 //! ```
 
 pub mod api;
@@ -15,6 +18,8 @@ pub mod connect;
 pub mod error;
 pub mod export;
 pub mod flamegraph;
+pub mod flight;
+pub mod functions;
 pub mod grpc;
 pub mod metrics;
 pub mod profiles;

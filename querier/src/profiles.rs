@@ -475,19 +475,24 @@ pub async fn flame_tree(
 ) -> Result<FlameTree, QueryError> {
     q.limited(async {
         let ctx = q.session(tenant).await?;
-        let mut tree = FlameTree::new();
-        let mut bad = false;
-        for_each_stack(&ctx, sel, |frames, weight| match functions_of(frames) {
-            Some(names) => tree.add(names.iter().map(|n| n.unwrap_or("")), weight),
-            None => bad = true,
-        })
-        .await?;
-        if bad {
-            return Err(QueryError::Internal("frames lack function names".into()));
-        }
-        Ok(tree)
+        flame_tree_in(&ctx, sel).await
     })
     .await
+}
+
+/// [`flame_tree`] in an existing (tenant-scoped) session, e.g. from a SQL table function.
+pub async fn flame_tree_in(ctx: &SessionContext, sel: &Selection) -> Result<FlameTree, QueryError> {
+    let mut tree = FlameTree::new();
+    let mut bad = false;
+    for_each_stack(ctx, sel, |frames, weight| match functions_of(frames) {
+        Some(names) => tree.add(names.iter().map(|n| n.unwrap_or("")), weight),
+        None => bad = true,
+    })
+    .await?;
+    if bad {
+        return Err(QueryError::Internal("frames lack function names".into()));
+    }
+    Ok(tree)
 }
 
 /// The selection merged into one pprof profile (frames with files and lines).

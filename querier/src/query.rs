@@ -10,6 +10,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use stackdrift_storage::Store;
 use tracing::debug;
@@ -109,6 +110,7 @@ impl Querier {
             .build();
         let ctx = SessionContext::new_with_state(state);
         self.store.register(&ctx, Some(tenant)).await?;
+        crate::functions::register(&ctx);
         Ok(ctx)
     }
 
@@ -156,20 +158,37 @@ impl Querier {
         }
     }
 
-    async fn run(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+    /// The schema `sql` would answer with for `tenant`, planned (and checked to be read-only)
+    /// but not run.
+    pub async fn plan_schema(&self, tenant: &str, sql: &str) -> Result<SchemaRef, QueryError> {
+        self.limited(async {
+            let ctx = self.session(tenant).await?;
+            let plan = self.plan(&ctx, sql).await?;
+            Ok(Arc::new(plan.schema().as_arrow().clone()))
+        })
+        .await
+    }
+
+    /// Plans one statement and refuses anything but a query.
+    async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
         if sql.trim().is_empty() {
             return Err(QueryError::BadRequest("empty query".into()));
         }
-        let ctx = self.session(tenant).await?;
-        let mem = self.config.memory_limit;
         let plan = ctx
             .state()
             .create_logical_plan(sql)
             .await
-            .map_err(|e| QueryError::from_datafusion(e, mem))?;
+            .map_err(|e| QueryError::from_datafusion(e, self.config.memory_limit))?;
         read_only()
             .verify_plan(&plan)
             .map_err(|e| QueryError::ReadOnly(e.find_root().to_string()))?;
+        Ok(plan)
+    }
+
+    async fn run(&self, tenant: &str, sql: &str) -> Result<QueryOutput, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let mem = self.config.memory_limit;
+        let plan = self.plan(&ctx, sql).await?;
         let df = ctx
             .execute_logical_plan(plan)
             .await

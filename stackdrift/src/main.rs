@@ -27,6 +27,7 @@ use stackdrift_ingester::{
 use stackdrift_model::auth::Auth;
 use stackdrift_model::clock::system_clock;
 use stackdrift_model::{DecodeLimits, LabelLimits};
+use stackdrift_querier::flight::FlightSql;
 use stackdrift_querier::{Querier, QueryConfig, QueryMetrics};
 use stackdrift_storage::{StorageConfig, Store};
 use tokio::task::JoinHandle;
@@ -194,6 +195,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             .merge(stackdrift_querier::sql::routes(querier.clone()))
             .merge(stackdrift_querier::connect::routes(querier.clone()))
             .merge(stackdrift_querier::export::routes(querier.clone()));
+        grpc = grpc.add_service(FlightSql::server(querier.clone()));
         grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }
     if role.runs(Role::Compactor) {

@@ -3,6 +3,8 @@
 //! Responses are decoded with the project's own `querier.v1` types and checked against
 //! totals computed from what was pushed, and against SQL over the same range.
 
+mod flight;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -162,6 +164,25 @@ impl Api {
     }
 }
 
+/// Pushes one gzipped pprof with `labels` for `tenant` over Connect; asserts it is accepted.
+pub async fn push_profile(
+    http: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    labels: &[(&str, &str)],
+    profile: Vec<u8>,
+) {
+    let resp = http
+        .post(format!("{url}/push.v1.PusherService/Push"))
+        .header("content-type", "application/proto")
+        .header("x-scope-orgid", tenant)
+        .body(push_request(labels, profile).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+}
+
 fn start(dir: &Path) -> Stackdrift {
     Stackdrift::start_in(
         Path::new(env!("CARGO_BIN_EXE_stackdrift")),
@@ -184,42 +205,24 @@ async fn grafana_query_api_matches_pushed_data_and_sql() {
     let t0 = (now - 300) / 60 * 60;
     let data = dataset(t0);
     for p in &data {
-        let req = push_request(
-            &[
-                ("__name__", "process_cpu"),
-                ("service_name", p.service),
-                ("region", p.region),
-            ],
-            encode(p),
-        );
-        let resp = http
-            .post(format!("{}/push.v1.PusherService/Push", sd.url))
-            .header("content-type", "application/proto")
-            .header("x-scope-orgid", TENANT)
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        let labels = [
+            ("__name__", "process_cpu"),
+            ("service_name", p.service),
+            ("region", p.region),
+        ];
+        push_profile(&http, &sd.url, TENANT, &labels, encode(p)).await;
     }
     // A real profiler's profile, for a wide tree.
     let mut fixture = stackdrift_tests::client::fixture_dated_now("cpu_burn.pb.gz");
     fixture.time_nanos = t0 * 1_000_000_000;
-    let resp = http
-        .post(format!("{}/push.v1.PusherService/Push", sd.url))
-        .header("content-type", "application/proto")
-        .header("x-scope-orgid", TENANT)
-        .body(
-            push_request(
-                &[("service_name", "burner")],
-                stackdrift_model::encode::gzip(&fixture.encode_to_vec()),
-            )
-            .encode_to_vec(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    push_profile(
+        &http,
+        &sd.url,
+        TENANT,
+        &[("service_name", "burner")],
+        stackdrift_model::encode::gzip(&fixture.encode_to_vec()),
+    )
+    .await;
 
     let api = Api {
         http: http.clone(),
@@ -369,6 +372,69 @@ async fn grafana_query_api_matches_pushed_data_and_sql() {
     .await;
     assert_eq!(status, 200, "{rows}");
     assert_eq!(totals_from_json(&rows), want);
+
+    // The same in one line of SQL: table functions over the same merge.
+    let sql_fn = |f: &str, args: &str| {
+        format!(
+            "SELECT * FROM {f}('{CPU}', {args}, {}, {})",
+            range.0, range.1
+        )
+    };
+    let (status, rows) = sql_json(
+        &http,
+        &sd.url,
+        TENANT,
+        &sql_fn("function_totals", r#"'{service_name="shop"}'"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    let got: BTreeMap<String, (i64, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["function"].as_str().unwrap().to_owned(),
+                (r["self"].as_i64().unwrap(), r["total"].as_i64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(rows[0]["function"], "main", "largest total first");
+    assert_eq!(rows[0]["total_share"], 1.0);
+    let (status, rows) = sql_json(
+        &http,
+        &sd.url,
+        TENANT,
+        &format!(
+            "SELECT name, self, total FROM ({}) WHERE depth = 1 ORDER BY name",
+            sql_fn("flamegraph", r#"'{service_name="shop"}'"#)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(
+        rows,
+        serde_json::json!([{"name": "main", "self": 0, "total": fg.total}])
+    );
+    let (status, rows) = sql_json(
+        &http,
+        &sd.url,
+        TENANT,
+        &format!(
+            "SELECT function, baseline_total, comparison_total, share_delta FROM \
+             function_diff('{CPU}', '{{service_name=\"shop\", region=\"eu\"}}', \
+             '{{service_name=\"shop\", region=\"us\"}}', {}, {}) WHERE function = 'gc'",
+            range.0, range.1
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    let eu_total = total(&data, |p| p.service == "shop" && p.region == "eu");
+    assert_eq!(rows[0]["baseline_total"], 18);
+    assert_eq!(rows[0]["comparison_total"], 0);
+    let delta = rows[0]["share_delta"].as_f64().unwrap();
+    assert!((delta + 18.0 / eu_total as f64).abs() < 1e-12, "{delta}");
 
     // Each matcher operator, and a range that keeps only the first three profiles.
     type Keep = Box<dyn Fn(&Pushed) -> bool>;
@@ -700,16 +766,8 @@ async fn sql_is_read_only_tenant_scoped_and_bounded() {
             time_s: now - 10,
             stacks: vec![(&["main", "work"], 5)],
         };
-        let req = push_request(&[("service_name", service), ("region", "eu")], encode(&p));
-        let resp = http
-            .post(format!("{}/push.v1.PusherService/Push", sd.url))
-            .header("content-type", "application/proto")
-            .header("x-scope-orgid", tenant)
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let labels = [("service_name", service), ("region", "eu")];
+        push_profile(&http, &sd.url, tenant, &labels, encode(&p)).await;
     }
 
     // Nothing that writes, reads files or URLs, or changes settings gets through.
