@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Cached Python venvs holding real Python clients, for the acceptance tests:
 # the Pyroscope SDKs (tests/python/cpu_burner.py pushes profiles with them) and
-# the ADBC Flight SQL driver (tests/python/flight_sql_client.py queries with it).
+# the ADBC Flight SQL driver (tests/python/flight_sql_client.py queries with it);
+# and DuckDB + chdb for the query benchmark (scripts/bench-query.sh, not a test).
 #
-# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16|flightsql]
+# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench]
 #   With a name: makes that venv. Without: makes the two Pyroscope ones (0.8.16,
-#   then 1.4.0), as before flightsql existed; name flightsql to make it.
+#   then 1.4.0), as before flightsql existed; name flightsql or querybench to
+#   make those.
 #   Stdout carries only the venvs' python paths, one line each, so the last
 #   line is the chosen venv's python; pip's chatter goes to stderr.
 #
@@ -19,12 +21,14 @@ declare -A PACKAGES=(
   [pyroscope-1.4.0]="pyroscope-io==1.4.0"
   [pyroscope-0.8.16]="pyroscope-io==0.8.16"
   [flightsql]="adbc-driver-flightsql==1.13.0 pyarrow==26.0.1"
+  [querybench]="duckdb==2.0.1 chdb==4.4.0 pyarrow==26.0.1"
 )
 # What each venv must be able to import before it is marked ready.
 declare -A IMPORTS=(
   [pyroscope-1.4.0]="pyroscope"
   [pyroscope-0.8.16]="pyroscope"
   [flightsql]="adbc_driver_flightsql.dbapi, pyarrow"
+  [querybench]="duckdb, chdb, pyarrow"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +42,7 @@ if [[ $# -eq 0 ]]; then
 elif [[ $# -eq 1 && -n "$1" && -n "${PACKAGES[$1]+x}" ]]; then
   names=("$1")
 else
-  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16|flightsql]" >&2
+  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench]" >&2
   exit 2
 fi
 

@@ -517,30 +517,34 @@ impl Generator {
     pub(crate) fn pool(&self, count: usize, time_nanos: i64) -> Vec<Payload> {
         let mut rng = Rng::new(self.cfg.seed);
         (0..count)
-            .map(|i| {
-                let svc = &self.world.services[i % self.world.services.len()];
-                let region = &self.world.regions[rng.below(self.world.regions.len())];
-                let pod = &svc.pods[rng.below(svc.pods.len())];
-                let profile = self.profile(i % self.world.services.len(), time_nanos, &mut rng);
-                let raw = profile.encode_to_vec();
-                // Go's runtime/pprof writes with gzip.BestSpeed.
-                let mut enc =
-                    GzEncoder::new(Vec::with_capacity(raw.len() / 3), Compression::fast());
-                enc.write_all(&raw).expect("gzip into a Vec");
-                let gz = enc.finish().expect("gzip into a Vec");
-                Payload {
-                    service: svc.name.clone(),
-                    labels: vec![
-                        ("service_name".to_owned(), svc.name.clone()),
-                        ("region".to_owned(), region.clone()),
-                        ("pod".to_owned(), pod.clone()),
-                    ],
-                    gz: Bytes::from(gz),
-                    raw_len: raw.len(),
-                    samples: profile.sample.len(),
-                }
-            })
+            .map(|i| self.payload(i % self.world.services.len(), time_nanos, &mut rng))
             .collect()
+    }
+
+    /// One payload of service number `s` (modulo the service count) dated `time_nanos`, with
+    /// `region`/`pod` drawn from `rng`.
+    pub(crate) fn payload(&self, s: usize, time_nanos: i64, rng: &mut Rng) -> Payload {
+        let s = s % self.world.services.len();
+        let svc = &self.world.services[s];
+        let region = &self.world.regions[rng.below(self.world.regions.len())];
+        let pod = &svc.pods[rng.below(svc.pods.len())];
+        let profile = self.profile(s, time_nanos, rng);
+        let raw = profile.encode_to_vec();
+        // Go's runtime/pprof writes with gzip.BestSpeed.
+        let mut enc = GzEncoder::new(Vec::with_capacity(raw.len() / 3), Compression::fast());
+        enc.write_all(&raw).expect("gzip into a Vec");
+        let gz = enc.finish().expect("gzip into a Vec");
+        Payload {
+            service: svc.name.clone(),
+            labels: vec![
+                ("service_name".to_owned(), svc.name.clone()),
+                ("region".to_owned(), region.clone()),
+                ("pod".to_owned(), pod.clone()),
+            ],
+            gz: Bytes::from(gz),
+            raw_len: raw.len(),
+            samples: profile.sample.len(),
+        }
     }
 
     /// One CPU profile of service `s`: `stacks_per_profile` distinct stacks of its population

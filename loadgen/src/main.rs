@@ -98,6 +98,15 @@ struct Args {
     /// Threads for --floor (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Backfill instead of a timed run: every service pushes one profile per
+    /// --interval-secs, dated from this many hours ago up to now, each generated on the fly;
+    /// --clients pushes in flight. The server must accept old profiles
+    /// (`--max-profile-age-secs 0`).
+    #[arg(long, value_name = "HOURS")]
+    backfill_hours: Option<f64>,
+    /// Seconds between two profiles of a service in --backfill-hours.
+    #[arg(long, default_value_t = 10.0)]
+    interval_secs: f64,
     /// Write the payload pool as DIR/profile-NNN.pb.gz and exit.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
@@ -138,6 +147,13 @@ fn main() -> anyhow::Result<()> {
         pods: args.label_cardinality.1,
         seed: args.seed,
     };
+    if let Some(hours) = args.backfill_hours {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?
+            .block_on(backfill(&args, Generator::new(cfg), hours));
+    }
     let started = Instant::now();
     let pool = Generator::new(cfg).pool(args.payloads, now_nanos());
     print_pool(&pool, started.elapsed());
@@ -363,6 +379,90 @@ async fn run(args: &Args, pool: &[Payload]) -> anyhow::Result<()> {
     }
     let seconds = start.elapsed().as_secs_f64();
     report_run(args.protocol.name(), args.clients, seconds, total);
+    Ok(())
+}
+
+/// Pushes `hours` of history: profile `k` of service `s` is dated `now - hours + k·interval`.
+async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Result<()> {
+    if !hours.is_finite()
+        || hours <= 0.0
+        || !args.interval_secs.is_finite()
+        || args.interval_secs <= 0.0
+    {
+        bail!("--backfill-hours and --interval-secs must be positive");
+    }
+    let services = args.services.max(1) as u64;
+    let per_service = (hours * 3600.0 / args.interval_secs).floor() as u64;
+    let total = per_service * services;
+    let interval_ns = (args.interval_secs * 1e9) as i64;
+    let start_ns = now_nanos() - (hours * 3600.0 * 1e9) as i64;
+    let target = Target {
+        url: args.url.trim_end_matches('/').to_owned(),
+        tenant: args.tenant.clone(),
+        token: args.token.clone(),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("HTTP client")?;
+    println!(
+        "backfill: {total} profiles ({services} services × {per_service}, every {} s over {hours} h) → {}",
+        args.interval_secs, target.url
+    );
+    let generator = Arc::new(generator);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients.max(1) {
+        let mut sender = Sender::new(args.protocol, &http, &target).await?;
+        let (generator, next, protocol) =
+            (Arc::clone(&generator), Arc::clone(&next), args.protocol);
+        let seed = args.seed;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = generate::Rng::new(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let (mut ok, mut samples, mut failed) = (0u64, 0u64, Vec::new());
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let (s, k) = (i % services, i / services);
+                let payload =
+                    generator.payload(s as usize, start_ns + k as i64 * interval_ns, &mut rng);
+                let prepared = send::prepare(protocol, &payload);
+                match sender.send(&prepared).await {
+                    Outcome::Accepted => {
+                        ok += 1;
+                        samples += payload.samples as u64;
+                    }
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, samples, failed)
+        }));
+    }
+    let (mut ok, mut samples, mut failed) = (0u64, 0u64, Vec::new());
+    for t in tasks {
+        let (o, s, f) = t.await.context("backfill task")?;
+        ok += o;
+        samples += s;
+        failed.extend(f);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("backfill: {ok} profiles ({samples} pprof samples) accepted in {secs:.1} s");
+    let result = json!({
+        "mode": "backfill",
+        "profiles_ok": ok,
+        "profiles_failed": failed.len(),
+        "pprof_samples": samples,
+        "seconds": round3(secs),
+        "start_ms": start_ns / 1_000_000,
+        "end_ms": (start_ns + per_service as i64 * interval_ns) / 1_000_000,
+    });
+    println!("RESULT {result}");
+    if let Some(first) = failed.first() {
+        bail!("{} pushes failed, the first: {first}", failed.len());
+    }
     Ok(())
 }
 

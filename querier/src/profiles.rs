@@ -10,7 +10,7 @@
 //! querier's timeout and memory limit. Times are Unix milliseconds, both ends inclusive; an
 //! `end` of 0 means "no upper bound".
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array, ListArray, StringArray, StructArray};
@@ -388,7 +388,9 @@ async fn merged_stacks(ctx: &SessionContext, sel: &Selection) -> Result<DataFram
             vec![sum(col("value")).alias("weight")],
         )
         .map_err(df_err)?;
-    let mut stacks = ctx.table("stacks").await.map_err(df_err)?;
+    // `stacks_raw`, not the deduplicated view: copies of a stack (two ingesters writing it at
+    // once) are skipped while reading the join, which costs less than a DISTINCT over frames.
+    let mut stacks = ctx.table("stacks_raw").await.map_err(df_err)?;
     // When the selector pins one service, only its stacks are read.
     if let Some(svc) = sel
         .selectors
@@ -418,7 +420,12 @@ async fn merged_stacks(ctx: &SessionContext, sel: &Selection) -> Result<DataFram
             None,
         )
         .map_err(df_err)?
-        .select(vec![col("weight"), col("frames")])
+        .select(vec![
+            col("weight"),
+            col("frames"),
+            col("st_service"),
+            col("st_id"),
+        ])
         .map_err(df_err)
 }
 
@@ -430,8 +437,11 @@ async fn for_each_stack(
     mut f: impl FnMut(&StructArray, i64),
 ) -> Result<(), QueryError> {
     let df = merged_stacks(ctx, sel).await?;
+    let mut seen: HashSet<(String, i64)> = HashSet::new();
     for_each_batch(df, |b| {
         let weights = int64s(b, 0)?;
+        let services = strings(b, 2)?;
+        let ids = int64s(b, 3)?;
         // Parquet strings may come back as views: one cast per batch to plain strings.
         let frames = arrow::compute::cast(b.column(1), &frames_type())
             .map_err(|e| QueryError::Internal(format!("frames: {e}")))?;
@@ -442,6 +452,9 @@ async fn for_each_stack(
         for row in 0..b.num_rows() {
             if weights.is_null(row) || frames.is_null(row) {
                 continue;
+            }
+            if !seen.insert((services.value(row).to_owned(), ids.value(row))) {
+                continue; // another copy of a stack already counted
             }
             let list = frames.value(row);
             let Some(st) = list.as_any().downcast_ref::<StructArray>() else {

@@ -5,7 +5,6 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
-use datafusion::functions_aggregate::expr_fn::first_value;
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
@@ -340,13 +339,11 @@ impl Store {
         };
         let samples = scoped(samples)?;
         let stacks_raw = scoped(stacks)?;
-        let stacks = stacks_raw.clone().aggregate(
-            vec![col("tenant"), col("service_name"), col("stack_id")],
-            ["frames", "leaf", "functions", "depth"]
-                .into_iter()
-                .map(|c| first_value(col(c), vec![]).alias(c))
-                .collect(),
-        )?;
+        // Copies of a stack are identical rows (the ID is a hash of the frames), so a
+        // DISTINCT over every column removes them. (`first_value(frames)` per stack ID would
+        // too, but DataFusion sizes each sliced list value by its whole batch: a few thousand
+        // stacks then "need" gigabytes of the memory pool.)
+        let stacks = stacks_raw.clone().distinct()?;
         for (name, df) in [
             (SAMPLES, samples),
             ("stacks_raw", stacks_raw),
