@@ -14,41 +14,15 @@ set -euo pipefail
 
 secs="${1:-20}"
 clients="${2:-256}"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$repo/target}"
-cd "$repo"
-
-echo "== building release binaries" >&2
-cargo build --release -p stackdrift -p stackdrift-loadgen >&2
-sd="$target/release/stackdrift"
-lg="$target/release/stackdrift-loadgen"
-
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-result() { grep '^RESULT ' "$1" | tail -1 | sed 's/^RESULT //'; }
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_setup
 
 echo "== decode floor ($(nproc) threads, ${secs}s per phase)" >&2
 "$lg" --floor --threads "$(nproc)" --duration "$secs" > "$work/floor.out"
 floor="$(result "$work/floor.out")"
 
-echo "== starting stackdrift all" >&2
-"$sd" all --listen 127.0.0.1:0 --storage-url "$work/data" --ingestion-rate-bytes 0 \
-  --log-format json --log-level warn,stackdrift=info 2> "$work/server.log" &
-server_pid=$!
-addr=""
-for _ in $(seq 1 600); do
-  addr="$(grep -o '"addr":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4 || true)"
-  [[ -n "$addr" ]] && break
-  sleep 0.1
-done
-[[ -n "$addr" ]] || { cat "$work/server.log" >&2; echo "server did not start" >&2; exit 1; }
+bench_start_server
 
 declare -A runs
 for proto in connect grpc ingest; do
@@ -62,13 +36,11 @@ done
 peak_rss="$(awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$server_pid/status")"
 rows="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT COUNT(*) AS n FROM samples' | tr -d '[]{}' | cut -d: -f2)"
 
-cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-mem="$(awk '/^MemTotal:/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 floor_decode="$(field "$floor" decode_samples_per_sec)"
 floor_norm="$(field "$floor" normalize_samples_per_sec)"
 
 echo
-echo "Ingest, $(date -u +%Y-%m-%d), $(nproc) cores ($cpu), $mem; load generator on the same cores;"
+echo "Ingest, $(date -u +%Y-%m-%d), $(machine); load generator on the same cores;"
 echo "$clients clients, ${secs} s per protocol, default flush interval (500 ms); $rows sample rows stored."
 echo
 echo "| Run | pushes/s | samples/s | vs decode floor | ack p50 / p99 / max (ms) | refused | errors |"

@@ -17,45 +17,20 @@ set -euo pipefail
 hours="${1:-24}"
 stacks="${2:-1000}"
 runs="${3:-5}"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$repo/target}"
-cd "$repo"
-
-echo "== building release binaries" >&2
-cargo build --release -p stackdrift -p stackdrift-loadgen >&2
-sd="$target/release/stackdrift"
-lg="$target/release/stackdrift-loadgen"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_setup
 echo "== python venv (duckdb, chdb)" >&2
 py="$(scripts/python-env.sh querybench | tail -1)"
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "== starting stackdrift all" >&2
-"$sd" all --listen 127.0.0.1:0 --storage-url "$work/data" --ingestion-rate-bytes 0 \
-  --max-profile-age-secs 0 --compaction-interval-secs 1000000 \
-  --log-format json --log-level warn,stackdrift=info 2> "$work/server.log" &
-server_pid=$!
-addr=""
-for _ in $(seq 1 600); do
-  addr="$(grep -o '"addr":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4 || true)"
-  [[ -n "$addr" ]] && break
-  sleep 0.1
-done
-[[ -n "$addr" ]] || { cat "$work/server.log" >&2; echo "server did not start" >&2; exit 1; }
+bench_start_server --max-profile-age-secs 0 --compaction-interval-secs 1000000
 
 echo "== backfilling ${hours} h of 10 s profiles, ${stacks} stacks each" >&2
 "$lg" --url "http://$addr" --backfill-hours "$hours" --interval-secs 10 --services 1 \
   --stacks-per-profile "$stacks" --clients 256 > "$work/backfill.out"
-result="$(grep '^RESULT ' "$work/backfill.out" | tail -1 | sed 's/^RESULT //')"
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
-start_ms="$(field "$result" start_ms)"
-end_ms="$(field "$result" end_ms)"
+backfill="$(result "$work/backfill.out")"
+start_ms="$(field "$backfill" start_ms)"
+end_ms="$(field "$backfill" end_ms)"
 cpu_type="process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 service="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT DISTINCT service_name AS s FROM samples' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["s"])')"
@@ -72,10 +47,8 @@ rss="$(awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$server_pid/status")"
 sd_s="$(field "$times" stackdrift_s)"
 duck_s="$(field "$times" duckdb_s)"
 ch_s="$(field "$times" chdb_s)"
-cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-mem="$(awk '/^MemTotal:/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 echo
-echo "Flame graph, $(date -u +%Y-%m-%d), $(nproc) cores ($cpu), $mem; ${hours} h of 10 s profiles"
+echo "Flame graph, $(date -u +%Y-%m-%d), $(machine); ${hours} h of 10 s profiles"
 echo "of one service, $rows CPU sample rows in $files Parquet files, $(field "$times" distinct_stacks) distinct stacks;"
 echo "median of ${runs} runs after a warm-up; server peak RSS ${rss} MiB."
 echo

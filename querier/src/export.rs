@@ -48,7 +48,8 @@ pub fn routes(querier: Arc<Querier>) -> Router {
 
 type Params = HashMap<String, String>;
 
-fn now_ms() -> i64 {
+/// The current time, Unix ms.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

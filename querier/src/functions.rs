@@ -31,7 +31,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::error::QueryError;
-use crate::export::parse_time;
+use crate::export::{now_ms, parse_time};
 use crate::flamegraph::{self, FlameTree};
 use crate::profiles::{Selection, flame_tree_in};
 
@@ -102,13 +102,6 @@ impl Kind {
 
 #[derive(Debug)]
 struct Function(Kind);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A literal string argument.
 fn string_arg(kind: Kind, args: &[Expr], i: usize, what: &str) -> Result<String> {

@@ -1,0 +1,50 @@
+# Shared by the bench scripts (source it; it is not run on its own): release binaries, a
+# temporary work directory removed on exit, a `stackdrift all` started on it, JSON helpers.
+#
+# After `bench_setup`: $repo, $sd, $lg, $work. After `bench_start_server ARGS...`: $addr
+# (host:port) and $server_pid; the server is stopped on exit.
+
+bench_setup() {
+  repo="$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)"
+  local target="${CARGO_TARGET_DIR:-$repo/target}"
+  cd "$repo"
+  echo "== building release binaries" >&2
+  cargo build --release -p stackdrift -p stackdrift-loadgen >&2
+  sd="$target/release/stackdrift"
+  lg="$target/release/stackdrift-loadgen"
+  work="$(mktemp -d)"
+  server_pid=""
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+
+# Starts `stackdrift all` on $work/data with the extra ARGS and waits for its address.
+bench_start_server() {
+  echo "== starting stackdrift all" >&2
+  "$sd" all --listen 127.0.0.1:0 --storage-url "$work/data" --ingestion-rate-bytes 0 "$@" \
+    --log-format json --log-level warn,stackdrift=info 2> "$work/server.log" &
+  server_pid=$!
+  addr=""
+  for _ in $(seq 1 600); do
+    addr="$(grep -o '"addr":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4 || true)"
+    [[ -n "$addr" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { cat "$work/server.log" >&2; echo "server did not start" >&2; exit 1; }
+}
+
+# The last `RESULT {json}` line of a load generator output file.
+result() { grep '^RESULT ' "$1" | tail -1 | sed 's/^RESULT //'; }
+# One field of a JSON object.
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# The machine, for the tables' headings.
+machine() {
+  local cpu mem
+  cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+  mem="$(awk '/^MemTotal:/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  echo "$(nproc) cores ($cpu), $mem"
+}
