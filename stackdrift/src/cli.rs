@@ -198,6 +198,44 @@ pub(crate) struct Settings {
     )]
     pub(crate) compaction_interval_secs: u64,
 
+    /// Compactor: files are merged per time window of this length (e.g. 1h); a window is
+    /// merged into one sorted set of files once it has closed.
+    #[arg(long, env = "STACKDRIFT_COMPACTION_WINDOW", default_value = "1h")]
+    pub(crate) compaction_window: String,
+
+    /// Compactor: a window counts as closed (and is merged for good) this long after it
+    /// ends; later pushes into it are merged again on the next pass.
+    #[arg(long, env = "STACKDRIFT_COMPACTION_SETTLE", default_value = "5m")]
+    pub(crate) compaction_settle: String,
+
+    /// Compactor: downsampling tiers, AGE=BUCKET comma-separated: once a whole UTC day is
+    /// older than AGE its rows are summed into BUCKET-wide buckets. `off` keeps raw rows.
+    #[arg(long, env = "STACKDRIFT_DOWNSAMPLE", default_value = stackdrift_compactor::DEFAULT_TIERS)]
+    pub(crate) downsample: String,
+
+    /// Compactor: how long data is kept when no retention rule matches (`off`: forever).
+    #[arg(long, env = "STACKDRIFT_RETENTION", default_value = "30d")]
+    pub(crate) retention: String,
+
+    /// Compactor: TOML file of retention rules (`[[rule]]` with `tenant`, `service`,
+    /// `profile_type` globs and `keep`; the first matching rule decides; `default` overrides
+    /// --retention).
+    #[arg(long, env = "STACKDRIFT_RETENTION_FILE", value_name = "FILE")]
+    pub(crate) retention_file: Option<PathBuf>,
+
+    /// Compactor: files dropped from the tables are deleted from storage this long after
+    /// (queries already reading them keep working until then).
+    #[arg(long, env = "STACKDRIFT_VACUUM_GRACE", default_value = "1h")]
+    pub(crate) vacuum_grace: String,
+
+    /// Compactor: run one pass, print what it did, and exit (`stackdrift compactor --once`).
+    #[arg(long)]
+    pub(crate) once: bool,
+
+    /// Compactor: with --once, print what a pass would do without changing anything.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
     /// Log filter (`info`, `debug`, `stackdrift_ingester=debug,info`, …); `RUST_LOG` wins.
     #[arg(long, env = "STACKDRIFT_LOG_LEVEL", default_value = "info")]
     pub(crate) log_level: String,

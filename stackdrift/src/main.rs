@@ -92,6 +92,71 @@ fn init_logging(s: &Settings) {
     }
 }
 
+/// The compactor's settings from the command line.
+fn compactor_config(s: &Settings) -> anyhow::Result<CompactorConfig> {
+    use stackdrift_compactor::policy::{RetentionPolicy, parse_duration, parse_tiers};
+    let flag = |name: &str, value: &str| -> anyhow::Result<Option<Duration>> {
+        parse_duration(value).map_err(|e| anyhow::anyhow!("--{name}: {e}"))
+    };
+    let default_keep = flag("retention", &s.retention)?;
+    let retention = match &s.retention_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            RetentionPolicy::from_toml(&text, default_keep)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => RetentionPolicy {
+            default: default_keep,
+            rules: Vec::new(),
+        },
+    };
+    Ok(CompactorConfig {
+        interval: Duration::from_secs(s.compaction_interval_secs.max(1)),
+        window: flag("compaction-window", &s.compaction_window)?
+            .ok_or_else(|| anyhow::anyhow!("--compaction-window must be longer than 0"))?,
+        settle: flag("compaction-settle", &s.compaction_settle)?.unwrap_or_default(),
+        tiers: parse_tiers(&s.downsample).map_err(|e| anyhow::anyhow!("--downsample: {e}"))?,
+        retention,
+        vacuum_grace: match flag("vacuum-grace", &s.vacuum_grace)? {
+            // Files an ingester is writing are unreferenced until its commit: never delete
+            // files that young.
+            Some(d) if d >= Duration::from_secs(60) => d,
+            _ => anyhow::bail!("--vacuum-grace must be at least 1m"),
+        },
+        dry_run: s.dry_run,
+        ..CompactorConfig::default()
+    })
+}
+
+/// `stackdrift compactor --once [--dry-run]`: one pass with progress on stderr, a summary
+/// on stdout.
+async fn compact_once(store: Arc<Store>, s: &Settings) -> anyhow::Result<()> {
+    let config = compactor_config(s)?;
+    let dry = config.dry_run;
+    let compactor = Compactor::new(store, config, CompactorMetrics::new(&Registry::new())?)
+        .with_progress(Arc::new(|line: &str| eprintln!("{line}")));
+    let r = compactor.run_once().await.context("compaction pass")?;
+    for (name, t) in [("samples", r.samples), ("stacks", r.stacks)] {
+        println!(
+            "{name}: {} files ({} bytes) -> {} files ({} bytes); {} commits, {} rows deleted by retention",
+            t.files_before, t.bytes_before, t.files_after, t.bytes_after, t.commits, t.rows_deleted
+        );
+    }
+    println!(
+        "vacuum: {} files {}",
+        r.vacuumed.len(),
+        if dry { "would be deleted" } else { "deleted" }
+    );
+    if dry {
+        println!(
+            "dry run: {} changes planned, nothing written",
+            r.changes.len()
+        );
+    }
+    Ok(())
+}
+
 /// Background work, awaited after the server has drained.
 struct Background {
     name: &'static str,
@@ -118,6 +183,14 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         None => Auth::disabled(),
     };
     let store = Store::open(storage).await.context("opening the tables")?;
+    if s.once || s.dry_run {
+        if role != Role::Compactor {
+            anyhow::bail!(
+                "--once and --dry-run are for the compactor: stackdrift compactor --once"
+            );
+        }
+        return compact_once(store, &s).await;
+    }
     let registry = Registry::new();
     let ready = Arc::new(AtomicBool::new(false));
 
@@ -201,10 +274,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     if role.runs(Role::Compactor) {
         let compactor = Compactor::new(
             store.clone(),
-            CompactorConfig {
-                interval: Duration::from_secs(s.compaction_interval_secs.max(1)),
-                ..CompactorConfig::default()
-            },
+            compactor_config(&s)?,
             CompactorMetrics::new(&registry)?,
         );
         let token = shutdown.child_token();

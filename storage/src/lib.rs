@@ -5,7 +5,7 @@
 //!                                             └──▶ samples (all rows, one atomic commit)
 //!                                                    │
 //!  querier / detector ◀── SessionContext ◀── Store::register (samples, stacks_raw, stacks view)
-//!  compactor ◀────────── Store::table (optimize, vacuum, delete)
+//!  compactor ◀────────── Store::snapshot (maintenance: rewrite, remove, one commit each)
 //! ```
 //!
 //! Tables live under one storage URL (`file://`, `s3://`, `gs://`, `az://`): `<url>/samples`
@@ -14,10 +14,12 @@
 
 pub mod config;
 pub mod error;
+pub mod maintenance;
 pub mod schema;
 pub mod store;
 
 pub use config::StorageConfig;
 pub use error::StorageError;
+pub use maintenance::{CommitKind, DataFile, SamplesRewrite, TableSnapshot, Written};
 pub use schema::TenantProfile;
 pub use store::{AppendStats, Store};

@@ -8,6 +8,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::transaction::TransactionError;
 use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -21,13 +22,14 @@ use url::Url;
 
 use crate::config::StorageConfig;
 use crate::error::StorageError;
+use crate::maintenance::TableSnapshot;
 use crate::schema::{
     SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow, TenantProfile, label_columns,
     samples_batch, samples_head, samples_schema, samples_tail, stacks_batch, stacks_schema,
 };
 
 /// How many times a commit is retried when another writer committed first.
-const COMMIT_RETRIES: usize = 100;
+pub(crate) const COMMIT_RETRIES: usize = 100;
 
 /// What one [`Store::append`] wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,35 +99,134 @@ impl Store {
         stats.stacks_commit = started.elapsed();
 
         let mut table = self.samples.lock().await;
-        let mut labels: Vec<String> = current_label_columns(&table)?;
-        let new: Vec<String> = label_columns(profiles)
-            .into_iter()
-            .filter(|l| !labels.contains(l))
-            .collect();
-        labels.extend(new.iter().cloned());
-        let schema = samples_schema(labels.iter().map(String::as_str));
-        let batch = samples_batch(profiles, &schema)?;
-        stats.samples = batch.num_rows();
-        let mut write = table
-            .clone()
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Append)
-            .with_writer_properties(writer_properties())
-            .with_target_file_size(NonZeroU64::new(128 << 20))
-            .with_commit_properties(
-                deltalake::kernel::transaction::CommitProperties::default()
-                    .with_max_retries(COMMIT_RETRIES),
-            );
-        if !new.is_empty() {
-            // New label keys grow the schema; older files read the new columns as NULL.
-            debug!(columns = ?new, "adding label columns");
-            write = write.with_schema_mode(SchemaMode::Merge);
-        }
         let started = std::time::Instant::now();
-        *table = write.await.map_err(StorageError::delta(SAMPLES))?;
+        let mut attempt = 0;
+        loop {
+            let mut labels: Vec<String> = current_label_columns(&table)?;
+            let new: Vec<String> = label_columns(profiles)
+                .into_iter()
+                .filter(|l| !labels.contains(l))
+                .collect();
+            labels.extend(new.iter().cloned());
+            let schema = samples_schema(labels.iter().map(String::as_str));
+            let batch = samples_batch(profiles, &schema)?;
+            stats.samples = batch.num_rows();
+            let mut write = table
+                .clone()
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Append)
+                .with_writer_properties(writer_properties())
+                .with_target_file_size(NonZeroU64::new(128 << 20))
+                .with_commit_properties(
+                    deltalake::kernel::transaction::CommitProperties::default()
+                        .with_max_retries(COMMIT_RETRIES),
+                );
+            if !new.is_empty() {
+                // New label keys grow the schema; older files read the new columns as NULL.
+                debug!(columns = ?new, "adding label columns");
+                write = write.with_schema_mode(SchemaMode::Merge);
+            }
+            match write.await {
+                Ok(t) => {
+                    *table = t;
+                    break;
+                }
+                // Another writer changed the schema (added label columns) since this handle
+                // last looked: catch up and write again against the current schema.
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(reason),
+                }) if attempt < 5 => {
+                    attempt += 1;
+                    debug!(%reason, attempt, "samples commit conflicted; refreshing the table");
+                    table
+                        .update_incremental(None)
+                        .await
+                        .map_err(StorageError::delta(SAMPLES))?;
+                }
+                Err(e) => return Err(StorageError::delta(SAMPLES)(e)),
+            }
+        }
         stats.samples_commit = started.elapsed();
         stats.samples_version = table.version();
         Ok(stats)
+    }
+
+    /// Bulk load for benchmarks and imports: appends each group of `groups` as its own data
+    /// file (as if each had been one ingest flush), committing `files_per_commit` files per
+    /// commit so that building a day of 1-second flushes does not take a day of commits. The
+    /// first group goes through [`Store::append`] (it sets up label columns and stacks); every
+    /// later group must use no new label key. Stacks are written as usual.
+    pub async fn append_as_files(
+        &self,
+        groups: &[Vec<TenantProfile>],
+        files_per_commit: usize,
+    ) -> Result<usize, StorageError> {
+        let Some((first, rest)) = groups.split_first() else {
+            return Ok(0);
+        };
+        self.append(first).await?;
+        let mut files = 1;
+        for chunk in rest.chunks(files_per_commit.max(1)) {
+            let all: Vec<TenantProfile> = chunk.iter().flatten().cloned().collect();
+            self.append_stacks(&all).await?;
+            let mut table = self.samples.lock().await;
+            let labels = current_label_columns(&table)?;
+            if let Some(new) = label_columns(&all)
+                .into_iter()
+                .find(|l| !labels.contains(l))
+            {
+                return Err(StorageError::Internal(format!(
+                    "append_as_files: label {new} is not a column yet"
+                )));
+            }
+            let schema = samples_schema(labels.iter().map(String::as_str));
+            let state = table.snapshot().map_err(StorageError::delta(SAMPLES))?;
+            let config = deltalake::operations::write::writer::WriterConfig::new(
+                state.snapshot().arrow_schema(),
+                SAMPLES_PARTITIONS.iter().map(|c| (*c).to_owned()).collect(),
+                Some(writer_properties()),
+                None,
+                None,
+                deltalake::table::config::TablePropertiesExt::num_indexed_cols(
+                    state.table_config(),
+                ),
+                None,
+            );
+            let mut actions = Vec::with_capacity(chunk.len());
+            for group in chunk {
+                let batch = samples_batch(group, &schema)?;
+                let mut writer = deltalake::operations::write::writer::DeltaWriter::new(
+                    table.log_store().object_store(None),
+                    config.clone(),
+                );
+                writer
+                    .write(&batch)
+                    .await
+                    .map_err(StorageError::delta(SAMPLES))?;
+                let adds = writer.close().await.map_err(StorageError::delta(SAMPLES))?;
+                files += adds.len();
+                actions.extend(adds.into_iter().map(deltalake::kernel::Action::Add));
+            }
+            deltalake::kernel::transaction::CommitBuilder::default()
+                .with_actions(actions)
+                .with_max_retries(COMMIT_RETRIES)
+                .build(
+                    Some(state),
+                    table.log_store(),
+                    deltalake::protocol::DeltaOperation::Write {
+                        mode: SaveMode::Append,
+                        partition_by: None,
+                        predicate: None,
+                    },
+                )
+                .await
+                .map_err(StorageError::delta(SAMPLES))?;
+            table
+                .update_incremental(None)
+                .await
+                .map_err(StorageError::delta(SAMPLES))?;
+        }
+        Ok(files)
     }
 
     /// Drops from `profiles` the frames of stacks already committed to `stacks` for every
@@ -376,37 +477,14 @@ impl Store {
             .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
     }
 
-    /// Merges small files of `table` (`samples` or `stacks`) into files of about
-    /// `target_bytes`, in one atomic commit per pass. Returns (files removed, files added,
-    /// partitions touched).
-    pub async fn compact(
-        &self,
-        table: &str,
-        target_bytes: u64,
-    ) -> Result<(u64, u64, u64), StorageError> {
-        let label = match table {
+    /// The table pinned at its latest version, for the compactor's planning and rewrites.
+    pub async fn snapshot(&self, name: &str) -> Result<TableSnapshot, StorageError> {
+        let label = match name {
             SAMPLES => SAMPLES,
             STACKS => STACKS,
             other => return Err(StorageError::Internal(format!("unknown table {other}"))),
         };
-        let snapshot = self.table(label).await?;
-        let target = NonZeroU64::new(target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
-        // The handles in `self` catch up with this commit on their next incremental update.
-        let (_, metrics) = snapshot
-            .optimize()
-            .with_target_size(target)
-            .with_writer_properties(writer_properties())
-            .with_commit_properties(
-                deltalake::kernel::transaction::CommitProperties::default()
-                    .with_max_retries(COMMIT_RETRIES),
-            )
-            .await
-            .map_err(StorageError::delta(label))?;
-        Ok((
-            metrics.num_files_removed,
-            metrics.num_files_added,
-            metrics.partitions_optimized,
-        ))
+        Ok(TableSnapshot::new(label, self.table(label).await?))
     }
 
     /// A snapshot of a table handle (for maintenance operations such as optimize and vacuum),
@@ -425,7 +503,7 @@ impl Store {
     }
 }
 
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .build()
