@@ -4,42 +4,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prost::Message;
 use stackdrift_tests::client::{fixture_dated_now, push_request, sql_json};
 
-use crate::start;
+use crate::{crash_seed, next_random, start};
 
 const CYCLES: usize = 10;
 const CLIENTS: usize = 4;
 
-/// xorshift64*: a seeded sequence of kill delays, printed so a failure can be replayed.
+/// A seeded sequence of kill delays (the seed is printed so a failure can be replayed).
 fn delays(mut seed: u64) -> Vec<Duration> {
     (0..CYCLES)
-        .map(|_| {
-            seed ^= seed >> 12;
-            seed ^= seed << 25;
-            seed ^= seed >> 27;
-            let r = seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            Duration::from_millis(300 + r % 1700)
-        })
+        .map(|_| Duration::from_millis(300 + next_random(&mut seed) % 1700))
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_pushes_survive_kill_9_exactly_once() {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed: CRASH_SEED={seed}");
+    let seed = crash_seed("ingester crash test");
     let dir = tempfile::tempdir().unwrap();
     let profile = fixture_dated_now("cpu_burn.pb.gz").encode_to_vec();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
