@@ -107,6 +107,21 @@ struct Args {
     /// Seconds between two profiles of a service in --backfill-hours.
     #[arg(long, default_value_t = 10.0)]
     interval_secs: f64,
+    /// Instead of pushing: write this many data files straight into the tables at
+    /// --storage-url, one profile of the first service each, spread evenly over one UTC day
+    /// (--day-offset days ago), as that many ingest flushes would leave them. For the
+    /// compaction benchmark (a day of 1-second flushes is 86,400 files).
+    #[arg(long, value_name = "N")]
+    write_day_files: Option<usize>,
+    /// Tables to write --write-day-files into (a directory or an object-store URL).
+    #[arg(long, default_value = "./data")]
+    storage_url: String,
+    /// With --write-day-files: which day, counted back from today (1 = yesterday).
+    #[arg(long, default_value_t = 1)]
+    day_offset: i64,
+    /// With --write-day-files: files added per Delta commit.
+    #[arg(long, default_value_t = 1000)]
+    files_per_commit: usize,
     /// Write the payload pool as DIR/profile-NNN.pb.gz and exit.
     #[arg(long, value_name = "DIR")]
     dump: Option<PathBuf>,
@@ -147,6 +162,13 @@ fn main() -> anyhow::Result<()> {
         pods: args.label_cardinality.1,
         seed: args.seed,
     };
+    if let Some(files) = args.write_day_files {
+        return tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?
+            .block_on(write_day_files(&args, Generator::new(cfg), files));
+    }
     if let Some(hours) = args.backfill_hours {
         return tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -463,6 +485,75 @@ async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Resu
     if let Some(first) = failed.first() {
         bail!("{} pushes failed, the first: {first}", failed.len());
     }
+    Ok(())
+}
+
+async fn write_day_files(args: &Args, generator: Generator, files: usize) -> anyhow::Result<()> {
+    use stackdrift_storage::{StorageConfig, Store, TenantProfile};
+    const DAY_NS: i64 = 86_400_000_000_000;
+    if files == 0 {
+        bail!("--write-day-files must be positive");
+    }
+    let store = Store::open(StorageConfig {
+        url: args.storage_url.clone(),
+        options: Default::default(),
+    })
+    .await
+    .context("opening the tables")?;
+    let day_start = (now_nanos().div_euclid(DAY_NS) - args.day_offset) * DAY_NS;
+    let step = DAY_NS / files as i64;
+    let mut rng = generate::Rng::new(args.seed);
+    let started = Instant::now();
+    let (mut gz_bytes, mut rows, mut written) = (0u64, 0u64, 0usize);
+    let per_commit = args.files_per_commit.max(1);
+    let mut next = 0;
+    while next < files {
+        let end = (next + per_commit).min(files);
+        let mut groups = Vec::with_capacity(end - next);
+        for i in next..end {
+            let payload = generator.payload(0, day_start + i as i64 * step, &mut rng);
+            gz_bytes += payload.gz.len() as u64;
+            let labels = Labels::new(
+                payload.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &LabelLimits::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("labels: {e}"))?;
+            let ctx = SeriesContext {
+                labels: &labels,
+                family: Some("process_cpu"),
+                now_us: now_nanos() / 1000,
+                known_stacks: None,
+            };
+            let profile = decode_pprof(&payload.gz, ctx, &DecodeLimits::default())
+                .map_err(|e| anyhow::anyhow!("decoding a generated profile: {e}"))?;
+            rows += profile.sample_count() as u64;
+            groups.push(vec![TenantProfile {
+                tenant: args
+                    .tenant
+                    .clone()
+                    .unwrap_or_else(|| "anonymous".to_owned()),
+                profile,
+            }]);
+        }
+        written += store
+            .append_as_files(&groups, per_commit)
+            .await
+            .context("writing files")?;
+        next = end;
+        eprint!("\rwrite-day-files: {next}/{files} files");
+    }
+    eprintln!();
+    let secs = started.elapsed().as_secs_f64();
+    println!("write-day-files: {written} files, {rows} rows in {secs:.1} s");
+    let result = json!({
+        "mode": "write-day-files",
+        "files": written,
+        "rows": rows,
+        "gzip_pprof_bytes": gz_bytes,
+        "seconds": round3(secs),
+        "day_start_ms": day_start / 1_000_000,
+    });
+    println!("RESULT {result}");
     Ok(())
 }
 
