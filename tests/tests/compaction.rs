@@ -142,8 +142,34 @@ async fn count(store: &Store, sql: &str) -> i64 {
 }
 
 fn compactor(store: Arc<Store>, clock: Arc<ManualClock>, config: CompactorConfig) -> Compactor {
-    let registry = prometheus::Registry::new();
-    Compactor::new(store, config, CompactorMetrics::new(&registry).unwrap()).with_clock(clock)
+    compactor_in(&prometheus::Registry::new(), store, clock, config)
+}
+
+fn compactor_in(
+    registry: &prometheus::Registry,
+    store: Arc<Store>,
+    clock: Arc<ManualClock>,
+    config: CompactorConfig,
+) -> Compactor {
+    Compactor::new(store, config, CompactorMetrics::new(registry).unwrap()).with_clock(clock)
+}
+
+/// The value of one counter (summed over its label sets) in `registry`.
+fn counter(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            })
+        })
+        .map(|m| m.get_counter().get_value())
+        .sum()
 }
 
 fn data_files(dir: &Path) -> BTreeSet<String> {
@@ -439,12 +465,35 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
     assert_eq!(unchanged, before);
 
     // The real pass: SQL shows exactly the groups within policy, untouched.
-    let c = compactor(store.clone(), clock.clone(), base.clone());
+    let registry = prometheus::Registry::new();
+    let c = compactor_in(&registry, store.clone(), clock.clone(), base.clone());
     let report = c.run_once().await.unwrap();
     let after: BTreeMap<String, i64> = group_counts(&store).await;
     assert_eq!(after, expected);
     let deleted: i64 = before.values().sum::<i64>() - expected.values().sum::<i64>();
     assert_eq!(report.samples.rows_deleted, deleted as u64, "{report:?}");
+    // The metrics say the same.
+    let metric = |name, labels: &[(&str, &str)]| counter(&registry, name, labels);
+    assert_eq!(
+        metric(
+            "stackdrift_compactor_retention_rows_deleted_total",
+            &[("table", "samples")]
+        ),
+        deleted as f64
+    );
+    assert_eq!(
+        metric(
+            "stackdrift_compactor_files_total",
+            &[("table", "samples"), ("op", "removed")]
+        ),
+        report.samples.files_removed as f64
+    );
+    assert!(
+        metric(
+            "stackdrift_compactor_commits_total",
+            &[("kind", "retention")]
+        ) > 0.0
+    );
 
     // Within the grace period the removed files are still on disk (a running query may be
     // reading them); after it, vacuum deletes them and only referenced files remain.
@@ -462,6 +511,10 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
     clock.set(now + 2 * HOUR_US);
     let later = c.run_once().await.unwrap();
     assert!(!later.vacuumed.is_empty());
+    assert_eq!(
+        metric("stackdrift_compactor_vacuumed_files_total", &[]),
+        later.vacuumed.len() as f64
+    );
     let on_disk = data_files(&dir.path().join("samples"));
     assert_eq!(on_disk, live);
     let after_vacuum: BTreeMap<String, i64> = group_counts(&store).await;
