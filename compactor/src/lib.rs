@@ -12,7 +12,9 @@
 //!    in. A closed window's files are merged into files sorted by (profile type, time, stack)
 //!    once; an open window's new files are merged when there are enough of them.
 //!
-//! `stacks` partitions (tenant, service) are merged with each stack ID once. Every change to a
+//! Closed-window merges and day rewrites also commit hourly stack totals to `rollups` (before
+//! the `samples` files they total, which carry the rollup ID), for flame graphs over whole
+//! hours. `stacks` partitions (tenant, service) are merged with each stack ID once. Every change to a
 //! partition is one atomic Delta commit (old files out, new files in), retried past concurrent
 //! ingest commits. Vacuum then deletes files no longer referenced once the grace period has
 //! passed, so queries already reading them finish.
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
-use stackdrift_storage::maintenance::{TAG_RESOLUTION, TAG_WINDOW, sql_string};
+use stackdrift_storage::maintenance::{TAG_RESOLUTION, TAG_ROLLUP, TAG_WINDOW, sql_string};
 use stackdrift_storage::{
     CommitKind, DataFile, SamplesRewrite, StorageError, Store, TableSnapshot, Written,
 };
@@ -316,9 +318,10 @@ impl Compactor {
     async fn pass(&self) -> Result<PassReport, StorageError> {
         let now_us = self.clock.now_us();
         let mut report = PassReport::default();
+        self.drop_dead_rollups(now_us, &mut report.changes).await?;
         report.samples = self.samples(now_us, &mut report.changes).await?;
         report.stacks = self.stacks(now_us, &mut report.changes).await?;
-        for table in ["samples", "stacks"] {
+        for table in ["samples", "stacks", "rollups"] {
             let snapshot = self.store.snapshot(table).await?;
             let gone = snapshot
                 .vacuum(self.config.vacuum_grace, self.config.dry_run, now_us / 1000)
@@ -484,6 +487,7 @@ impl Compactor {
                     tags.insert(TAG_RESOLUTION.to_owned(), bucket_us.to_string());
                 }
                 tags.insert(TAG_WINDOW.to_owned(), "day".to_owned());
+                let rollup_id = new_rollup_id();
                 let written = snapshot
                     .rewrite_samples(
                         &all,
@@ -491,9 +495,11 @@ impl Compactor {
                             drop_profile_types: drop.clone(),
                             bucket_us: (bucket_us > 0).then_some(bucket_us),
                             tags,
+                            rollup_id: Some(rollup_id.clone()),
                         },
                     )
                     .await?;
+                self.rollups(p, &rollup_id, &written).await?;
                 let _ = write!(
                     line,
                     "rewrote {} files ({rows_in} rows, {} bytes) into {} ({} rows, {} bytes)",
@@ -539,6 +545,8 @@ impl Compactor {
                 let mut remove = Vec::new();
                 let mut written = Written::default();
                 let name = format!("{}/{}/{}", p.tenant, p.service, day_name(p.day));
+                // Closed windows get hourly totals (one rollup ID for this commit's files).
+                let rollup_id = new_rollup_id();
                 for (w, (label, idx)) in windows.iter().enumerate() {
                     let files: Vec<DataFile> = idx.iter().map(|&i| p.files[i].clone()).collect();
                     if !dry {
@@ -568,6 +576,7 @@ impl Compactor {
                                 &files,
                                 &SamplesRewrite {
                                     tags,
+                                    rollup_id: (label != "open").then(|| rollup_id.clone()),
                                     ..SamplesRewrite::default()
                                 },
                             )
@@ -580,6 +589,7 @@ impl Compactor {
                 if dry {
                     return Ok(Some(format!("would merge {line}")));
                 }
+                self.rollups(p, &rollup_id, &written).await?;
                 let stats = (written.files() as u64, written.bytes);
                 snapshot
                     .commit(
@@ -595,6 +605,78 @@ impl Compactor {
                 Ok(Some(format!("merged {line}")))
             }
         }
+    }
+
+    /// Commits the hourly totals of `written` to `rollups` (before `written` itself is
+    /// committed to `samples`: until then they are unreferenced).
+    async fn rollups(
+        &self,
+        p: &Partition<'_>,
+        rollup_id: &str,
+        written: &Written,
+    ) -> Result<(), StorageError> {
+        if written.rollup.is_empty() {
+            return Ok(());
+        }
+        let Some(first) = p.files.first() else {
+            return Ok(());
+        };
+        let mut rollups = self.snapshot_config(self.store.snapshot("rollups").await?);
+        rollups
+            .append_rollup(&first.partition, rollup_id, &written.rollup)
+            .await?;
+        self.metrics.commits.with_label_values(&["rollup"]).inc();
+        Ok(())
+    }
+
+    /// Removes `rollups` files whose rollup ID no `samples` file carries any more (replaced by
+    /// a later merge, or written by a pass that stopped before its `samples` commit), once
+    /// they are older than the vacuum grace period (a query that listed the old `samples`
+    /// files may still read them).
+    async fn drop_dead_rollups(
+        &self,
+        now_us: i64,
+        changes: &mut Vec<String>,
+    ) -> Result<(), StorageError> {
+        let samples = self.store.snapshot("samples").await?.files()?;
+        let live: std::collections::HashSet<&str> =
+            samples.iter().filter_map(|f| f.tag(TAG_ROLLUP)).collect();
+        let mut rollups = self.snapshot_config(self.store.snapshot("rollups").await?);
+        let grace_ms = i64::try_from(self.config.vacuum_grace.as_millis()).unwrap_or(i64::MAX);
+        let dead: Vec<DataFile> = rollups
+            .files()?
+            .into_iter()
+            .filter(|f| f.tag(TAG_ROLLUP).is_none_or(|id| !live.contains(id)))
+            .filter(|f| f.modified_ms.saturating_add(grace_ms) <= now_us / 1000)
+            .collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let line = format!(
+            "rollups: {} {} unreferenced files",
+            if self.config.dry_run {
+                "would drop"
+            } else {
+                "dropped"
+            },
+            dead.len()
+        );
+        if !self.config.dry_run {
+            rollups
+                .commit(
+                    &dead,
+                    Written::default(),
+                    CommitKind::Optimize {
+                        what: "drop unreferenced rollups".into(),
+                    },
+                    now_us / 1000,
+                )
+                .await?;
+            self.metrics.commits.with_label_values(&["rollup"]).inc();
+        }
+        self.say(&line);
+        changes.push(line);
+        Ok(())
     }
 
     fn count(
@@ -753,6 +835,11 @@ impl TableReport {
         self.bytes_after =
             (self.bytes_before + self.bytes_added).saturating_sub(self.bytes_removed);
     }
+}
+
+/// A fresh rollup ID.
+fn new_rollup_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// SQL predicate selecting one partition of `samples`.

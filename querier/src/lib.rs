@@ -24,6 +24,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod profiles;
 pub mod query;
+mod rollup;
 pub mod selector;
 pub mod sql;
 

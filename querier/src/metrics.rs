@@ -1,6 +1,6 @@
 //! Prometheus metrics of the querier.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Query counters and latencies, registered once per process.
 #[derive(Debug, Clone)]
@@ -9,6 +9,8 @@ pub struct QueryMetrics {
     pub queries: IntCounterVec,
     /// Seconds per query, per API.
     pub seconds: HistogramVec,
+    /// Hours of flame graphs read from the compactor's hourly rollups instead of raw rows.
+    pub rollup_hours: IntCounter,
 }
 
 impl QueryMetrics {
@@ -25,9 +27,14 @@ impl QueryMetrics {
                 ]),
                 &["api"],
             )?,
+            rollup_hours: IntCounter::new(
+                "stackdrift_query_rollup_hours_total",
+                "Hours of flame graphs read from hourly rollups instead of raw rows",
+            )?,
         };
         registry.register(Box::new(m.queries.clone()))?;
         registry.register(Box::new(m.seconds.clone()))?;
+        registry.register(Box::new(m.rollup_hours.clone()))?;
         Ok(m)
     }
 }

@@ -30,7 +30,8 @@ use stackdrift_proto::types::v1 as types;
 use crate::error::QueryError;
 use crate::flamegraph::FlameTree;
 use crate::query::Querier;
-use crate::selector::{self, NOT_LABELS, Selector};
+use crate::rollup::{self, RollupPlan};
+use crate::selector::{self, MatchOp, NOT_LABELS, Selector};
 
 /// A time range in Unix milliseconds, both ends inclusive; `end == 0` is unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,20 @@ impl Selection {
 
     /// The selected rows of `samples`. Several selectors (LabelNames' `matchers`) are ORed,
     /// as Prometheus does; the matchers within one selector are ANDed.
+    /// The one service the selection is about, when its only matchers are `service_name = …`
+    /// (what hourly rollups, which keep no other label, can answer).
+    fn only_service(&self) -> Option<&str> {
+        let [selector] = self.selectors.as_slice() else {
+            return None;
+        };
+        let service = selector.equal_value(SERVICE_NAME)?;
+        selector
+            .matchers
+            .iter()
+            .all(|m| m.name == SERVICE_NAME && m.op == MatchOp::Equal && m.value == service)
+            .then_some(service)
+    }
+
     async fn samples(&self, ctx: &SessionContext) -> Result<DataFrame, QueryError> {
         let df = ctx.table("samples").await.map_err(df_err)?;
         let columns: Vec<String> = df
@@ -376,18 +391,70 @@ pub async fn series(
 }
 
 /// Sums of `value` per distinct stack in the selection, joined with each stack's frames.
-async fn merged_stacks(ctx: &SessionContext, sel: &Selection) -> Result<DataFrame, QueryError> {
-    if sel.profile_type.is_none() {
+async fn merged_stacks(
+    ctx: &SessionContext,
+    sel: &Selection,
+    rollup: Option<&RollupPlan>,
+) -> Result<DataFrame, QueryError> {
+    let Some(profile_type) = sel.profile_type.as_deref() else {
         return Err(QueryError::BadRequest("profile_typeID is required".into()));
-    }
-    let weights = sel
-        .samples(ctx)
-        .await?
-        .aggregate(
+    };
+    let mut raw = sel.samples(ctx).await?;
+    let by_stack = |df: DataFrame, value: &str| {
+        df.aggregate(
             vec![col("service_name"), col("stack_id")],
-            vec![sum(col("value")).alias("weight")],
+            vec![sum(col(value)).alias("weight")],
         )
-        .map_err(df_err)?;
+        .map_err(df_err)
+    };
+    let weights = match (rollup, sel.only_service()) {
+        (Some(plan), Some(service)) => {
+            // Whole hours from the rollups, the rest from the raw rows.
+            let at = |us: i64| {
+                lit(ScalarValue::TimestampMicrosecond(
+                    Some(us),
+                    Some("UTC".into()),
+                ))
+            };
+            let mut in_hours: Option<Expr> = None;
+            for &(a, b) in &plan.intervals {
+                raw = raw
+                    .filter(col("time").lt(at(a)).or(col("time").gt_eq(at(b))))
+                    .map_err(df_err)?;
+                let e = col("hour").gt_eq(at(a)).and(col("hour").lt(at(b)));
+                in_hours = Some(match in_hours {
+                    Some(x) => x.or(e),
+                    None => e,
+                });
+            }
+            let first = plan.intervals.first().map_or(0, |i| i.0);
+            let last = plan.intervals.last().map_or(0, |i| i.1 - 1);
+            let day = |us: i64| {
+                lit(ScalarValue::Date32(Some(
+                    stackdrift_storage::schema::day_of(us),
+                )))
+            };
+            let ids: Vec<Expr> = plan.ids.iter().map(|id| lit(id.as_str())).collect();
+            let rolled = ctx
+                .table("_rollups")
+                .await
+                .map_err(df_err)?
+                .filter(
+                    col("service_name")
+                        .eq(lit(service))
+                        .and(col("day").gt_eq(day(first)))
+                        .and(col("day").lt_eq(day(last)))
+                        .and(col("profile_type").eq(lit(profile_type)))
+                        .and(col("rollup_id").in_list(ids, false))
+                        .and(in_hours.unwrap_or(lit(false))),
+                )
+                .map_err(df_err)?;
+            let raw = by_stack(raw, "value")?;
+            let rolled = by_stack(rolled, "value")?;
+            by_stack(raw.union(rolled).map_err(df_err)?, "weight")?
+        }
+        _ => by_stack(raw, "value")?,
+    };
     // `stacks_raw`, not the deduplicated view: copies of a stack (two ingesters writing it at
     // once) are skipped while reading the join, which costs less than a DISTINCT over frames.
     let mut stacks = ctx.table("stacks_raw").await.map_err(df_err)?;
@@ -434,9 +501,10 @@ async fn merged_stacks(ctx: &SessionContext, sel: &Selection) -> Result<DataFram
 async fn for_each_stack(
     ctx: &SessionContext,
     sel: &Selection,
+    rollup: Option<&RollupPlan>,
     mut f: impl FnMut(&StructArray, i64),
 ) -> Result<(), QueryError> {
-    let df = merged_stacks(ctx, sel).await?;
+    let df = merged_stacks(ctx, sel, rollup).await?;
     let mut seen: HashSet<(String, i64)> = HashSet::new();
     for_each_batch(df, |b| {
         let weights = int64s(b, 0)?;
@@ -487,19 +555,48 @@ pub async fn flame_tree(
     sel: &Selection,
 ) -> Result<FlameTree, QueryError> {
     q.limited(async {
-        let ctx = q.session(tenant).await?;
-        flame_tree_in(&ctx, sel).await
+        let (ctx, plan) = rollup_session(q, tenant, sel).await?;
+        tree_of(&ctx, sel, plan.as_ref()).await
     })
     .await
 }
 
+/// A session for `sel`, and the hours it can read from rollups (counted in the metrics).
+async fn rollup_session(
+    q: &Querier,
+    tenant: &str,
+    sel: &Selection,
+) -> Result<(SessionContext, Option<RollupPlan>), QueryError> {
+    let Some(service) = sel.only_service() else {
+        return Ok((q.session(tenant).await?, None));
+    };
+    let (ctx, files) = q.session_with_files(tenant).await?;
+    let start_us = sel.range.start_ms.saturating_mul(1000);
+    let end_us = (sel.range.end_ms != 0).then(|| sel.range.end_ms.saturating_mul(1000));
+    let plan = rollup::plan(&files, tenant, service, start_us, end_us);
+    if let Some(p) = &plan {
+        q.rollup_hours(p.hours());
+    }
+    Ok((ctx, plan))
+}
+
 /// [`flame_tree`] in an existing (tenant-scoped) session, e.g. from a SQL table function.
 pub async fn flame_tree_in(ctx: &SessionContext, sel: &Selection) -> Result<FlameTree, QueryError> {
+    tree_of(ctx, sel, None).await
+}
+
+async fn tree_of(
+    ctx: &SessionContext,
+    sel: &Selection,
+    rollup: Option<&RollupPlan>,
+) -> Result<FlameTree, QueryError> {
     let mut tree = FlameTree::new();
     let mut bad = false;
-    for_each_stack(ctx, sel, |frames, weight| match functions_of(frames) {
-        Some(names) => tree.add(names.iter().map(|n| n.unwrap_or("")), weight),
-        None => bad = true,
+    for_each_stack(ctx, sel, rollup, |frames, weight| {
+        match functions_of(frames) {
+            Some(names) => tree.add(names.iter().map(|n| n.unwrap_or("")), weight),
+            None => bad = true,
+        }
     })
     .await?;
     if bad {
@@ -521,7 +618,7 @@ pub async fn merged_pprof(
         .parse()
         .map_err(|e| QueryError::BadRequest(format!("profile type: {e}")))?;
     q.limited(async {
-        let ctx = q.session(tenant).await?;
+        let (ctx, plan) = rollup_session(q, tenant, sel).await?;
         let mut b = PprofBuilder::new(
             &[(&pt.sample_type, &pt.sample_unit)],
             (&pt.period_type, &pt.period_unit),
@@ -529,7 +626,7 @@ pub async fn merged_pprof(
         );
         let mut bad = false;
         let mut buf: Vec<Frame> = Vec::new();
-        for_each_stack(&ctx, sel, |frames, weight| {
+        for_each_stack(&ctx, sel, plan.as_ref(), |frames, weight| {
             let (Some(names), Some(files), Some(lines)) = (
                 functions_of(frames),
                 frames

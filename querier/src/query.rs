@@ -91,6 +91,32 @@ impl Querier {
 
     /// A fresh session that sees only `tenant`'s rows, with this querier's memory limit.
     pub async fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        let ctx = self.bare_session()?;
+        self.store.register(&ctx, Some(tenant)).await?;
+        crate::functions::register(&ctx);
+        Ok(ctx)
+    }
+
+    /// [`Querier::session`], with the `samples` data files of the version it reads (for
+    /// flame graphs, which read whole hours from the compactor's rollups where they can).
+    pub async fn session_with_files(
+        &self,
+        tenant: &str,
+    ) -> Result<(SessionContext, Vec<stackdrift_storage::DataFile>), QueryError> {
+        let ctx = self.bare_session()?;
+        let files = self.store.register_with_files(&ctx, Some(tenant)).await?;
+        crate::functions::register(&ctx);
+        Ok((ctx, files))
+    }
+
+    /// Counts hours a flame graph read from rollups.
+    pub(crate) fn rollup_hours(&self, hours: i64) {
+        self.metrics
+            .rollup_hours
+            .inc_by(u64::try_from(hours).unwrap_or(0));
+    }
+
+    fn bare_session(&self) -> Result<SessionContext, QueryError> {
         // No spilling: a query over its memory limit fails (cleanly) instead of filling the
         // querier's disk.
         let runtime = RuntimeEnvBuilder::new()
@@ -108,10 +134,7 @@ impl Querier {
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        self.store.register(&ctx, Some(tenant)).await?;
-        crate::functions::register(&ctx);
-        Ok(ctx)
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// Runs one read-only statement for `tenant`.

@@ -28,8 +28,8 @@ use deltalake::table::config::TablePropertiesExt;
 use futures::TryStreamExt;
 
 use crate::error::StorageError;
-use crate::schema::{SAMPLES, STACKS};
-use crate::store::{COMMIT_RETRIES, writer_properties};
+use crate::schema::{ROLLUPS, SAMPLES, STACKS};
+use crate::store::{COMMIT_RETRIES, compacted_writer_properties};
 
 /// File stats may round times (delta-rs writes them in ms): slices pick files with this
 /// much slack, and the time filter decides each row.
@@ -43,6 +43,14 @@ pub const TAG_PROFILE_TYPES: &str = "stackdrift.profile_types";
 /// Tag on compactor-written `samples` files: the start (µs) of the closed time window whose
 /// files they replaced, or `open` for a merge of a window that was still receiving data.
 pub const TAG_WINDOW: &str = "stackdrift.window";
+/// Tag on compactor-written `samples` files, and on the `rollups` files that total them: the
+/// rollup ID. An hour's rows can be read from `rollups` instead of `samples` when every
+/// `samples` file with rows in that hour carries a rollup ID (the rollup rows of those IDs for
+/// that hour then sum exactly those files' rows).
+pub const TAG_ROLLUP: &str = "stackdrift.rollup";
+/// Hour of the rollups.
+pub const ROLLUP_HOUR_US: i64 = 3_600_000_000;
+
 /// Tag on compactor-written `stacks` files: each stack ID appears once in the file.
 pub const TAG_DEDUPED: &str = "stackdrift.deduped";
 
@@ -63,6 +71,8 @@ pub struct DataFile {
     pub max_time_us: Option<i64>,
     /// Tags (see the `TAG_*` constants).
     pub tags: HashMap<String, String>,
+    /// When the file was written, ms since the epoch.
+    pub modified_ms: i64,
     add: Add,
 }
 
@@ -86,6 +96,7 @@ impl DataFile {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            modified_ms: 0,
             add: Add {
                 path: path.to_owned(),
                 size: i64::try_from(size).unwrap_or(i64::MAX),
@@ -100,6 +111,9 @@ impl DataFile {
     }
 }
 
+/// Hourly stack totals: profile type → (hour start µs, stack ID) → sum of `value`.
+pub type Rollup = HashMap<String, HashMap<(i64, i64), i64>>;
+
 /// Files written by a rewrite, not yet committed.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -108,6 +122,9 @@ pub struct Written {
     pub rows: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Hourly stack totals of the rows written, when the rewrite was asked for them:
+    /// profile type → (hour start µs, stack ID) → sum of `value`.
+    pub rollup: Rollup,
 }
 
 impl Written {
@@ -121,6 +138,12 @@ impl Written {
         self.adds.extend(other.adds);
         self.rows += other.rows;
         self.bytes += other.bytes;
+        for (t, sums) in other.rollup {
+            let mine = self.rollup.entry(t).or_default();
+            for (k, v) in sums {
+                *mine.entry(k).or_default() += v;
+            }
+        }
     }
 }
 
@@ -133,6 +156,9 @@ pub struct SamplesRewrite {
     pub bucket_us: Option<i64>,
     /// Tags put on every written file.
     pub tags: HashMap<String, String>,
+    /// Also total the written rows per (profile type, hour, stack) into [`Written::rollup`],
+    /// and tag the files with this rollup ID ([`TAG_ROLLUP`]).
+    pub rollup_id: Option<String>,
 }
 
 /// What a commit records in the table history.
@@ -149,6 +175,13 @@ pub enum CommitKind {
         /// racing with this one are checked against it.
         predicate: String,
     },
+}
+
+/// Where the slices of one rewrite go: its writer, the profile types and rollup seen so far.
+struct Sink<'a> {
+    writer: &'a mut DeltaWriter,
+    types: &'a mut BTreeSet<String>,
+    rollup: &'a mut Rollup,
 }
 
 /// A table pinned at one version, for planning and rewriting.
@@ -215,6 +248,7 @@ impl TableSnapshot {
                 .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
                 .collect();
             out.push(DataFile {
+                modified_ms: add.modification_time,
                 path: add.path.clone(),
                 size: u64::try_from(add.size).unwrap_or(0),
                 rows,
@@ -338,8 +372,13 @@ impl TableSnapshot {
             if chosen.is_empty() {
                 continue;
             }
+            let mut sink = Sink {
+                writer: &mut writer,
+                types: &mut types,
+                rollup: &mut written.rollup,
+            };
             let result = self
-                .rewrite_slice(&chosen, spec, slice, &schema, &mut writer, &mut types)
+                .rewrite_slice(&chosen, spec, slice, &schema, &mut sink)
                 .await;
             match result {
                 Ok(rows) => written.rows += rows,
@@ -352,6 +391,9 @@ impl TableSnapshot {
         let mut tags = spec.tags.clone();
         let types: Vec<String> = types.into_iter().collect();
         tags.insert(TAG_PROFILE_TYPES.to_owned(), types.join(","));
+        if let Some(id) = &spec.rollup_id {
+            tags.insert(TAG_ROLLUP.to_owned(), id.clone());
+        }
         self.close(writer, &tags, &mut written).await?;
         Ok(written)
     }
@@ -364,8 +406,7 @@ impl TableSnapshot {
         spec: &SamplesRewrite,
         slice: Option<(i64, i64)>,
         schema: &SchemaRef,
-        writer: &mut DeltaWriter,
-        types: &mut BTreeSet<String>,
+        sink: &mut Sink<'_>,
     ) -> Result<u64, StorageError> {
         let ctx = self.session()?;
         let mut df = self.read(&ctx, files).await?;
@@ -433,18 +474,123 @@ impl TableSnapshot {
             if let Some(pt) = batch.column_by_name("profile_type") {
                 for t in pt.as_string::<i32>().iter().flatten() {
                     if last.as_deref() != Some(t) {
-                        types.insert(t.to_owned());
+                        sink.types.insert(t.to_owned());
                         last = Some(t.to_owned());
                     }
                 }
             }
+            if spec.rollup_id.is_some() {
+                add_to_rollup(&batch, sink.rollup)?;
+            }
             rows += batch.num_rows() as u64;
-            writer
+            sink.writer
                 .write(&batch)
                 .await
                 .map_err(StorageError::delta(self.name))?;
         }
         Ok(rows)
+    }
+
+    /// Appends (one commit) the hourly totals `rollup` of the `samples` files tagged
+    /// `rollup_id` in the partition `partition` (tenant, service_name, day). Call on the
+    /// `rollups` table, before committing those `samples` files: until then the rows are
+    /// unreferenced, and readers ignore them.
+    pub async fn append_rollup(
+        &mut self,
+        partition: &BTreeMap<String, String>,
+        rollup_id: &str,
+        rollup: &Rollup,
+    ) -> Result<(), StorageError> {
+        self.expect(ROLLUPS)?;
+        if rollup.is_empty() {
+            return Ok(());
+        }
+        let part = |k: &str| {
+            partition
+                .get(k)
+                .cloned()
+                .ok_or_else(|| StorageError::Internal(format!("rollup without {k}")))
+        };
+        let (tenant, service, day) = (part("tenant")?, part("service_name")?, part("day")?);
+        let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+            .map_err(|e| StorageError::Internal(format!("day {day:?}: {e}")))?;
+        let day = (day - chrono::NaiveDate::default()).num_days() as i32;
+        let mut rows: Vec<(&str, i64, i64, i64)> = rollup
+            .iter()
+            .flat_map(|(t, sums)| {
+                sums.iter()
+                    .map(move |((h, id), v)| (t.as_str(), *h, *id, *v))
+            })
+            .collect();
+        rows.sort_unstable();
+        let n = rows.len();
+        let schema = crate::schema::rollups_schema();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )),
+            Arc::new(
+                arrow::array::TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(arrow::array::Int64Array::from_iter_values(
+                rows.iter().map(|r| r.2),
+            )),
+            Arc::new(arrow::array::Int64Array::from_iter_values(
+                rows.iter().map(|r| r.3),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                std::iter::repeat_n(rollup_id, n),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                std::iter::repeat_n(tenant.as_str(), n),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                std::iter::repeat_n(service.as_str(), n),
+            )),
+            Arc::new(arrow::array::Date32Array::from_iter_values(
+                std::iter::repeat_n(day, n),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema, columns)?;
+        let table_schema = self.arrow_schema()?;
+        let batch = conform(&batch, &table_schema)?;
+        let mut writer = self.writer(&table_schema)?;
+        if let Err(e) = writer.write(&batch).await {
+            let _ = writer.abort().await;
+            return Err(StorageError::delta(self.name)(e));
+        }
+        let mut written = Written::default();
+        let tags = HashMap::from([(TAG_ROLLUP.to_owned(), rollup_id.to_owned())]);
+        self.close(writer, &tags, &mut written).await?;
+        let mut actions = Vec::new();
+        for mut add in written.adds {
+            add.data_change = true;
+            actions.push(Action::Add(add));
+        }
+        let state = self
+            .table
+            .snapshot()
+            .map_err(StorageError::delta(self.name))?;
+        CommitBuilder::default()
+            .with_actions(actions)
+            .with_max_retries(COMMIT_RETRIES)
+            .build(
+                Some(state),
+                self.table.log_store(),
+                DeltaOperation::Write {
+                    mode: deltalake::protocol::SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(StorageError::delta(self.name))?;
+        self.table
+            .update_incremental(None)
+            .await
+            .map_err(StorageError::delta(self.name))?;
+        Ok(())
     }
 
     /// Writes the rows of `files` (all of one `stacks` partition) with each stack ID once.
@@ -632,7 +778,7 @@ impl TableSnapshot {
         let config = WriterConfig::new(
             schema.clone(),
             partitions,
-            Some(writer_properties()),
+            Some(compacted_writer_properties()),
             NonZeroU64::new(self.target_file_bytes),
             None,
             state.table_config().num_indexed_cols(),
@@ -648,6 +794,35 @@ impl TableSnapshot {
 /// `text` as a SQL string literal.
 pub fn sql_string(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Adds `batch`'s rows (in the `samples` schema) to hourly stack totals.
+fn add_to_rollup(batch: &RecordBatch, rollup: &mut Rollup) -> Result<(), StorageError> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| StorageError::Internal(format!("rollup: no {name} column")))
+    };
+    let types = column("profile_type")?.as_string::<i32>();
+    let times = column("time")?.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let stacks = column("stack_id")?.as_primitive::<Int64Type>();
+    let values = column("value")?.as_primitive::<Int64Type>();
+    // Rows come sorted by type: one lookup of the type's map per run of equal types.
+    let mut start = 0;
+    while start < batch.num_rows() {
+        let t = types.value(start);
+        let mut end = start + 1;
+        while end < batch.num_rows() && types.value(end) == t {
+            end += 1;
+        }
+        let sums = rollup.entry(t.to_owned()).or_default();
+        for i in start..end {
+            let hour = times.value(i).div_euclid(ROLLUP_HOUR_US) * ROLLUP_HOUR_US;
+            *sums.entry((hour, stacks.value(i))).or_default() += values.value(i);
+        }
+        start = end;
+    }
+    Ok(())
 }
 
 /// A column reference that keeps the name's case (label columns may have upper case).

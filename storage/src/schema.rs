@@ -18,6 +18,9 @@ pub const SAMPLES: &str = "samples";
 /// The stacks table.
 pub const STACKS: &str = "stacks";
 
+/// The hourly stack totals the compactor keeps next to merged `samples` files.
+pub const ROLLUPS: &str = "rollups";
+
 /// Partition columns of `samples`: one tenant + service + UTC day is one set of files.
 pub const SAMPLES_PARTITIONS: [&str; 3] = ["tenant", "service_name", "day"];
 /// Partition columns of `stacks`.
@@ -90,6 +93,24 @@ pub fn stacks_schema() -> SchemaRef {
         Field::new("depth", DataType::Int32, false),
         Field::new("tenant", DataType::Utf8, false),
         Field::new("service_name", DataType::Utf8, false),
+    ]))
+}
+
+/// Partition columns of `rollups` (as `samples`).
+pub const ROLLUPS_PARTITIONS: [&str; 3] = SAMPLES_PARTITIONS;
+
+/// The `rollups` schema: per (profile type, UTC hour, stack) the sum of `value` over the
+/// `samples` files tagged with `rollup_id` (see `maintenance`).
+pub fn rollups_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("profile_type", DataType::Utf8, false),
+        Field::new("hour", utc_micros(), false),
+        Field::new("stack_id", DataType::Int64, false),
+        Field::new("value", DataType::Int64, false),
+        Field::new("rollup_id", DataType::Utf8, false),
+        Field::new("tenant", DataType::Utf8, false),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("day", DataType::Date32, false),
     ]))
 }
 

@@ -22,10 +22,11 @@ use url::Url;
 
 use crate::config::StorageConfig;
 use crate::error::StorageError;
-use crate::maintenance::TableSnapshot;
+use crate::maintenance::{DataFile, TableSnapshot};
 use crate::schema::{
-    SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow, TenantProfile, label_columns,
-    samples_batch, samples_head, samples_schema, samples_tail, stacks_batch, stacks_schema,
+    ROLLUPS, ROLLUPS_PARTITIONS, SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow,
+    TenantProfile, label_columns, rollups_schema, samples_batch, samples_head, samples_schema,
+    samples_tail, stacks_batch, stacks_schema,
 };
 
 /// How many times a commit is retried when another writer committed first.
@@ -52,6 +53,7 @@ pub struct Store {
     config: StorageConfig,
     samples: Mutex<DeltaTable>,
     stacks: Mutex<DeltaTable>,
+    rollups: Mutex<DeltaTable>,
     /// Stack IDs known to be in `stacks`, per (tenant, service), loaded on first use.
     known_stacks: Mutex<HashMap<(String, String), HashSet<i64>>>,
     /// The subset of `known_stacks` that is committed, readable without waiting for a write:
@@ -70,11 +72,14 @@ impl Store {
         )
         .await?;
         let stacks = open_or_create(&config, STACKS, &stacks_schema(), &STACKS_PARTITIONS).await?;
+        let rollups =
+            open_or_create(&config, ROLLUPS, &rollups_schema(), &ROLLUPS_PARTITIONS).await?;
         info!(url = %config.url, samples_version = ?samples.version(), stacks_version = ?stacks.version(), "opened tables");
         Ok(Arc::new(Self {
             config,
             samples: Mutex::new(samples),
             stacks: Mutex::new(stacks),
+            rollups: Mutex::new(rollups),
             known_stacks: Mutex::new(HashMap::new()),
             committed_stacks: std::sync::RwLock::new(HashMap::new()),
         }))
@@ -418,9 +423,11 @@ impl Store {
         Ok(ids)
     }
 
-    /// Brings both tables up to their latest versions and registers them in `ctx` as views:
+    /// Brings the tables up to their latest versions and registers them in `ctx` as views:
     /// `samples`, `stacks` (deduplicated by stack ID: two ingesters may both write a new stack
-    /// before compaction merges the copies) and `stacks_raw` (every copy).
+    /// before compaction merges the copies), `stacks_raw` (every copy) and `_rollups` (the
+    /// compactor's hourly stack totals, valid only with the `samples` files that name them:
+    /// see [`Store::register_with_files`]).
     ///
     /// With `tenant` set, every view is filtered to that tenant's rows and the unfiltered
     /// table providers never enter the catalog, so no SQL text can reach another tenant.
@@ -429,8 +436,38 @@ impl Store {
         ctx: &SessionContext,
         tenant: Option<&str>,
     ) -> Result<(), StorageError> {
-        let samples = self.provider(&self.samples, SAMPLES, ctx).await?;
+        self.register_views(ctx, tenant, false).await.map(|_| ())
+    }
+
+    /// [`Store::register`], also returning the data files of the exact `samples` version it
+    /// registered (to decide which hours `_rollups` can answer).
+    pub async fn register_with_files(
+        &self,
+        ctx: &SessionContext,
+        tenant: Option<&str>,
+    ) -> Result<Vec<DataFile>, StorageError> {
+        self.register_views(ctx, tenant, true).await
+    }
+
+    async fn register_views(
+        &self,
+        ctx: &SessionContext,
+        tenant: Option<&str>,
+        files: bool,
+    ) -> Result<Vec<DataFile>, StorageError> {
+        let (samples, files) = {
+            // One lock for the provider and the file list, so both are the same version.
+            let mut table = self.samples.lock().await;
+            let provider = provider_of(&mut table, SAMPLES, ctx).await?;
+            let files = if files {
+                TableSnapshot::new(SAMPLES, table.clone()).files()?
+            } else {
+                Vec::new()
+            };
+            (provider, files)
+        };
         let stacks = self.provider(&self.stacks, STACKS, ctx).await?;
+        let rollups = self.provider(&self.rollups, ROLLUPS, ctx).await?;
         let scoped = |provider| -> Result<DataFrame, StorageError> {
             let df = ctx.read_table(provider)?;
             Ok(match tenant {
@@ -440,6 +477,7 @@ impl Store {
         };
         let samples = scoped(samples)?;
         let stacks_raw = scoped(stacks)?;
+        let rollups = scoped(rollups)?;
         // Copies of a stack are identical rows (the ID is a hash of the frames), so a
         // DISTINCT over every column removes them. (`first_value(frames)` per stack ID would
         // too, but DataFusion sizes each sliced list value by its whole batch: a few thousand
@@ -449,11 +487,12 @@ impl Store {
             (SAMPLES, samples),
             ("stacks_raw", stacks_raw),
             (STACKS, stacks),
+            ("_rollups", rollups),
         ] {
             ctx.deregister_table(name)?;
             ctx.register_table(name, df.into_view())?;
         }
-        Ok(())
+        Ok(files)
     }
 
     /// The table's DataFusion provider at its latest version.
@@ -463,18 +502,7 @@ impl Store {
         name: &'static str,
         ctx: &SessionContext,
     ) -> Result<Arc<dyn TableProvider>, StorageError> {
-        let mut table = lock.lock().await;
-        table
-            .update_incremental(None)
-            .await
-            .map_err(StorageError::delta(name))?;
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(StorageError::delta(name))?;
-        table
-            .table_provider()
-            .await
-            .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
+        provider_of(&mut *lock.lock().await, name, ctx).await
     }
 
     /// The table pinned at its latest version, for the compactor's planning and rewrites.
@@ -482,6 +510,7 @@ impl Store {
         let label = match name {
             SAMPLES => SAMPLES,
             STACKS => STACKS,
+            ROLLUPS => ROLLUPS,
             other => return Err(StorageError::Internal(format!("unknown table {other}"))),
         };
         Ok(TableSnapshot::new(label, self.table(label).await?))
@@ -493,6 +522,7 @@ impl Store {
         let (lock, label) = match name {
             SAMPLES => (&self.samples, SAMPLES),
             STACKS => (&self.stacks, STACKS),
+            ROLLUPS => (&self.rollups, ROLLUPS),
             other => return Err(StorageError::Internal(format!("unknown table {other}"))),
         };
         let mut t = lock.lock().await;
@@ -503,9 +533,41 @@ impl Store {
     }
 }
 
+/// `table`'s DataFusion provider after bringing it to its latest version.
+async fn provider_of(
+    table: &mut DeltaTable,
+    name: &'static str,
+    ctx: &SessionContext,
+) -> Result<Arc<dyn TableProvider>, StorageError> {
+    table
+        .update_incremental(None)
+        .await
+        .map_err(StorageError::delta(name))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(StorageError::delta(name))?;
+    table
+        .table_provider()
+        .await
+        .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
+}
+
 pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .build()
+}
+
+/// Rows per row group in files the compactor writes. Its files are sorted by profile type and
+/// time, so small row groups span short time slices, and a query over part of a file's time
+/// range skips the rest by row-group statistics.
+const COMPACTED_ROW_GROUP_ROWS: usize = 65_536;
+
+/// [`writer_properties`] for compacted files.
+pub(crate) fn compacted_writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
         .build()
 }
 
