@@ -13,6 +13,9 @@ use stackdrift_compactor::policy::{EXAMPLE_RETENTION, RetentionPolicy, parse_tie
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics, ManualClock};
 use stackdrift_model::ProfileBuilder;
 use stackdrift_model::{Frame, LabelLimits, Labels, ProfileType};
+use stackdrift_querier::flamegraph::decode;
+use stackdrift_querier::profiles::{Selection, flame_tree};
+use stackdrift_querier::{Querier, QueryConfig, QueryMetrics};
 use stackdrift_storage::{StorageConfig, Store, TenantProfile};
 use stackdrift_tests::sql::rows3;
 
@@ -359,6 +362,31 @@ async fn totals_are_identical_after_compaction_and_downsampling() {
         files.len()
     );
 
+    // Flame graphs through the querier: a selection of one service reads whole compacted
+    // hours from the rollups; the same selection with a no-op matcher reads raw rows only.
+    // Both must agree for any range, aligned or not.
+    let registry = prometheus::Registry::new();
+    let q = Querier::new(
+        store.clone(),
+        QueryConfig::default(),
+        QueryMetrics::new(&registry).unwrap(),
+    );
+    let mut flame_ranges = vec![(0, 0)];
+    for day in [DAY0 + 2, DAY0 + 8, today] {
+        let d = day * DAY_US / 1000;
+        let h = HOUR_US / 1000;
+        flame_ranges.push((d, d + 24 * h - 1));
+        flame_ranges.push((d + 3 * h, d + 9 * h - 1));
+        flame_ranges.push((d + 17 * 60_000 + 333, d + 5 * h + 777));
+    }
+    for &(from, to) in &flame_ranges {
+        let (rolled, raw) = flames(&q, from, to).await;
+        assert_eq!(rolled, raw, "flame graph {from}..{to}");
+        assert!(!rolled.is_empty(), "empty flame graph {from}..{to}");
+    }
+    let hours = counter(&registry, "stackdrift_query_rollup_hours_total", &[]);
+    assert!(hours >= 24.0, "rollups answered only {hours} hours");
+
     // A second pass at the same time finds nothing to do.
     let again = c.run_once().await.unwrap();
     assert_eq!(again.samples.commits + again.stacks.commits, 0, "{again:?}");
@@ -374,9 +402,41 @@ async fn totals_are_identical_after_compaction_and_downsampling() {
         )])
         .await
         .unwrap();
+    // Before the next pass the late file makes its hour raw again; the totals include it.
+    let hour1 = (today * DAY_US + HOUR_US) / 1000;
+    let (rolled, raw) = flames(&q, hour1 - 3_600_000, hour1 + 3_600_000 - 1).await;
+    assert_eq!(rolled, raw);
     let late = c.run_once().await.unwrap();
     assert_eq!(late.samples.commits, 1, "{late:?}");
     assert_eq!(late.samples.files_removed, 2, "{late:?}");
+    let (rolled_after, raw_after) = flames(&q, hour1 - 3_600_000, hour1 + 3_600_000 - 1).await;
+    assert_eq!(rolled_after, raw_after);
+    assert_eq!(
+        rolled_after, rolled,
+        "the merge changed the late hour's totals"
+    );
+}
+
+/// The merged CPU flame graph of service `api` over [from_ms, to_ms] (0, 0: everything) as
+/// (stack, value) pairs: through rollups where the querier can, and from raw rows only.
+async fn flames(
+    q: &Querier,
+    from_ms: i64,
+    to_ms: i64,
+) -> (Vec<(Vec<String>, i64)>, Vec<(Vec<String>, i64)>) {
+    let mut out = Vec::new();
+    for selector in [
+        "{service_name=\"api\"}",
+        "{service_name=\"api\", region=~\".*\"}",
+    ] {
+        let sel = Selection::parse(Some(CPU), &[selector], from_ms, to_ms).unwrap();
+        let tree = flame_tree(q, "t", &sel).await.unwrap();
+        let mut stacks = decode(&tree.to_flamegraph(None)).unwrap();
+        stacks.sort();
+        out.push(stacks);
+    }
+    let raw = out.pop().unwrap();
+    (out.pop().unwrap(), raw)
 }
 
 fn day_str(day: i64) -> String {
