@@ -4,14 +4,15 @@
 # aggregation over the same Parquet files, in one run on this machine. Prints a Markdown table
 # for BENCHMARKS.md.
 #
-# Usage: scripts/bench-query.sh [HOURS=24] [STACKS_PER_PROFILE=1000] [RUNS=5]
+# Usage: [COMPACT=1] scripts/bench-query.sh [HOURS=24] [STACKS_PER_PROFILE=1000] [RUNS=5]
 #   24 h of 10 s profiles with 1,000 stacks each is 8,640 profiles, ~8.6 M sample rows of the
 #   CPU type. HOURS=2 is a small-scale run (a few minutes).
 #
 # Builds release binaries, makes the `querybench` venv (DuckDB, chdb; scripts/python-env.sh),
-# starts `stackdrift all` on a temporary directory (profiles of any age accepted, compaction
-# off so every Parquet file in the table directories is live), backfills with
-# `stackdrift-loadgen --backfill-hours`, then times scripts/bench_flamegraph.py.
+# starts `stackdrift all` on a temporary directory (profiles of any age accepted, scheduled
+# compaction off), backfills with `stackdrift-loadgen --backfill-hours`, runs the compactor
+# once and vacuums what it replaced (COMPACT=0 skips this: raw ingest files only), then times
+# scripts/bench_flamegraph.py.
 set -euo pipefail
 
 hours="${1:-24}"
@@ -37,6 +38,18 @@ service="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT DISTINCT service_name AS
 rows="$(curl -s "http://$addr/api/v1/sql" \
   -d "SELECT count(*) AS n FROM samples WHERE profile_type = '$cpu_type'" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["n"])')"
+if [[ "${COMPACT:-1}" == 1 ]]; then
+  # As a deployment would: the compactor merges each closed hour into one sorted file with
+  # its hourly stack totals. A second pass a minute later vacuums the replaced files, so the
+  # Parquet files DuckDB and chdb read are exactly the live ones.
+  echo "== compacting (stackdrift compactor --once), then vacuum after 65 s" >&2
+  compact_args=(compactor --once --storage-url "$work/data" --compaction-settle 1m
+    --vacuum-grace 1m --log-level warn)
+  "$sd" "${compact_args[@]}" > "$work/compact1.out"
+  sleep 65
+  "$sd" "${compact_args[@]}" > "$work/compact2.out"
+  cat "$work/compact1.out" "$work/compact2.out" >&2
+fi
 files="$(find "$work/data/samples" -name '*.parquet' | wc -l)"
 
 echo "== timing the flame graph (${runs} runs each, median)" >&2

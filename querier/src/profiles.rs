@@ -399,7 +399,7 @@ async fn merged_stacks(
     let Some(profile_type) = sel.profile_type.as_deref() else {
         return Err(QueryError::BadRequest("profile_typeID is required".into()));
     };
-    let mut raw = sel.samples(ctx).await?;
+    let raw = sel.samples(ctx).await?;
     let by_stack = |df: DataFrame, value: &str| {
         df.aggregate(
             vec![col("service_name"), col("stack_id")],
@@ -416,11 +416,32 @@ async fn merged_stacks(
                     Some("UTC".into()),
                 ))
             };
+            let day = |us: i64| {
+                lit(ScalarValue::Date32(Some(
+                    stackdrift_storage::schema::day_of(us),
+                )))
+            };
+            // The raw rows outside the rollup hours, one plain range scan per gap (a range
+            // with holes as one OR filter would not let files and row groups be skipped).
+            let mut parts: Vec<DataFrame> = Vec::new();
+            for (a, b) in gaps(&plan.intervals) {
+                let mut keep = Vec::new();
+                if let Some(a) = a {
+                    keep.push(col("time").gt_eq(at(a)));
+                    keep.push(col("day").gt_eq(day(a)));
+                }
+                if let Some(b) = b {
+                    keep.push(col("time").lt(at(b)));
+                    keep.push(col("day").lt_eq(day(b - 1)));
+                }
+                let filter = keep.into_iter().reduce(Expr::and).unwrap_or(lit(true));
+                parts.push(by_stack(
+                    raw.clone().filter(filter).map_err(df_err)?,
+                    "value",
+                )?);
+            }
             let mut in_hours: Option<Expr> = None;
             for &(a, b) in &plan.intervals {
-                raw = raw
-                    .filter(col("time").lt(at(a)).or(col("time").gt_eq(at(b))))
-                    .map_err(df_err)?;
                 let e = col("hour").gt_eq(at(a)).and(col("hour").lt(at(b)));
                 in_hours = Some(match in_hours {
                     Some(x) => x.or(e),
@@ -429,11 +450,6 @@ async fn merged_stacks(
             }
             let first = plan.intervals.first().map_or(0, |i| i.0);
             let last = plan.intervals.last().map_or(0, |i| i.1 - 1);
-            let day = |us: i64| {
-                lit(ScalarValue::Date32(Some(
-                    stackdrift_storage::schema::day_of(us),
-                )))
-            };
             let ids: Vec<Expr> = plan.ids.iter().map(|id| lit(id.as_str())).collect();
             let rolled = ctx
                 .table("_rollups")
@@ -449,9 +465,11 @@ async fn merged_stacks(
                         .and(in_hours.unwrap_or(lit(false))),
                 )
                 .map_err(df_err)?;
-            let raw = by_stack(raw, "value")?;
-            let rolled = by_stack(rolled, "value")?;
-            by_stack(raw.union(rolled).map_err(df_err)?, "weight")?
+            let mut all = by_stack(rolled, "value")?;
+            for part in parts {
+                all = all.union(part).map_err(df_err)?;
+            }
+            by_stack(all, "weight")?
         }
         _ => by_stack(raw, "value")?,
     };
@@ -555,10 +573,32 @@ pub async fn flame_tree(
     sel: &Selection,
 ) -> Result<FlameTree, QueryError> {
     q.limited(async {
+        let started = std::time::Instant::now();
         let (ctx, plan) = rollup_session(q, tenant, sel).await?;
-        tree_of(&ctx, sel, plan.as_ref()).await
+        let session = started.elapsed();
+        let tree = tree_of(&ctx, sel, plan.as_ref()).await;
+        tracing::debug!(
+            session_ms = session.as_secs_f64() * 1e3,
+            merge_ms = (started.elapsed() - session).as_secs_f64() * 1e3,
+            rollup_hours = plan.as_ref().map_or(0, RollupPlan::hours),
+            "flame graph merged"
+        );
+        tree
     })
     .await
+}
+
+/// The gaps around and between sorted, disjoint intervals: `(None, first start)`, the holes,
+/// `(last end, None)` (`None`: unbounded). The selection's own range bounds the gaps further.
+fn gaps(intervals: &[(i64, i64)]) -> Vec<(Option<i64>, Option<i64>)> {
+    let mut out = Vec::with_capacity(intervals.len() + 1);
+    let mut from = None;
+    for &(a, b) in intervals {
+        out.push((from, Some(a)));
+        from = Some(b);
+    }
+    out.push((from, None));
+    out
 }
 
 /// A session for `sel`, and the hours it can read from rollups (counted in the metrics).
@@ -776,4 +816,18 @@ pub async fn select_series(
         Ok(series.into_iter().map(|(_, s)| s).collect())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gaps;
+
+    #[test]
+    fn gaps_surround_and_separate_the_intervals() {
+        assert_eq!(gaps(&[]), vec![(None, None)]);
+        assert_eq!(
+            gaps(&[(10, 20), (30, 40)]),
+            vec![(None, Some(10)), (Some(20), Some(30)), (Some(40), None)]
+        );
+    }
 }
