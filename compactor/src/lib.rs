@@ -453,14 +453,7 @@ impl Compactor {
                             now_us / 1000,
                         )
                         .await?;
-                    self.count(
-                        "samples",
-                        "retention",
-                        &all,
-                        &Written::default(),
-                        rows,
-                        report,
-                    );
+                    self.count_parts("samples", "retention", &all, (0, 0), rows, report);
                 }
                 Ok(Some(line))
             }
@@ -677,25 +670,6 @@ impl Compactor {
         self.say(&line);
         changes.push(line);
         Ok(())
-    }
-
-    fn count(
-        &self,
-        table: &str,
-        kind: &str,
-        removed: &[DataFile],
-        added: &Written,
-        rows_deleted: u64,
-        report: &mut TableReport,
-    ) {
-        self.count_parts(
-            table,
-            kind,
-            removed,
-            (added.files() as u64, added.bytes),
-            rows_deleted,
-            report,
-        );
     }
 
     fn count_parts(

@@ -4,12 +4,14 @@
 //!  ingester ──[TenantProfile]──▶ Store::append ──▶ stacks  (new stacks only, one commit)
 //!                                             └──▶ samples (all rows, one atomic commit)
 //!                                                    │
-//!  querier / detector ◀── SessionContext ◀── Store::register (samples, stacks_raw, stacks view)
-//!  compactor ◀────────── Store::snapshot (maintenance: rewrite, remove, one commit each)
+//!  querier / detector ◀── SessionContext ◀── Store::register (samples, stacks_raw, stacks,
+//!                                                              _rollups views)
+//!  compactor ◀────────── Store::snapshot (maintenance: rewrite, remove, rollups, one commit
+//!                                         per change)
 //! ```
 //!
-//! Tables live under one storage URL (`file://`, `s3://`, `gs://`, `az://`): `<url>/samples`
-//! and `<url>/stacks`. Schemas and the commit protocol are described in
+//! Tables live under one storage URL (`file://`, `s3://`, `gs://`, `az://`): `<url>/samples`,
+//! `<url>/stacks` and `<url>/rollups` (hourly stack totals, written by the compactor). Schemas and the commit protocol are described in
 //! `docs/ARCHITECTURE.md`.
 
 pub mod config;
