@@ -15,6 +15,7 @@ pub mod auth;
 pub mod clock;
 pub mod encode;
 pub mod error;
+pub mod html;
 pub mod labels;
 pub mod normalized;
 pub mod pprof;

@@ -127,7 +127,8 @@ fn selection(params: &Params, prefix: &str, now: i64) -> Result<Selection, Query
     Selection::parse(Some(profile_type), &selectors, from, until)
 }
 
-fn tenant(querier: &Querier, headers: &HeaderMap) -> Result<String, QueryError> {
+/// The tenant of a request, from its `Authorization` and `X-Scope-OrgID` headers.
+pub(crate) fn tenant(querier: &Querier, headers: &HeaderMap) -> Result<String, QueryError> {
     querier.tenant(
         headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         headers.get(TENANT_HEADER).map(|v| v.as_bytes()),

@@ -11,8 +11,12 @@
 //!
 //!  Arrow Flight SQL (gRPC: flight.rs) ──▶ Querier::plan_schema / Querier::query, and the
 //!                                          session's catalog for metadata
+//!
+//!  GET /api/v1/anomalies, GET|POST    ──▶ anomalies.rs ──▶ the tenant's `anomalies` view
+//!   /api/v1/annotations (Grafana)          (DataFrame filters, timeout, memory limit)
 //! ```
 
+pub mod anomalies;
 pub mod api;
 pub mod connect;
 pub mod error;

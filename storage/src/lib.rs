@@ -14,12 +14,14 @@
 //! `<url>/stacks` and `<url>/rollups` (hourly stack totals, written by the compactor). Schemas and the commit protocol are described in
 //! `docs/ARCHITECTURE.md`.
 
+pub mod anomalies;
 pub mod config;
 pub mod error;
 pub mod maintenance;
 pub mod schema;
 pub mod store;
 
+pub use anomalies::Anomaly;
 pub use config::StorageConfig;
 pub use error::StorageError;
 pub use maintenance::{CommitKind, DataFile, SamplesRewrite, TableSnapshot, Written};

@@ -5,6 +5,7 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
@@ -15,11 +16,15 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use stackdrift_model::stack::stack_id_to_i64;
 use tokio::sync::Mutex;
 use tracing::{debug, info};
 use url::Url;
 
+use crate::anomalies::{
+    ANOMALIES, ANOMALIES_PARTITIONS, Anomaly, anomalies_batch, anomalies_schema,
+};
 use crate::config::StorageConfig;
 use crate::error::StorageError;
 use crate::maintenance::{DataFile, TableSnapshot};
@@ -54,6 +59,7 @@ pub struct Store {
     samples: Mutex<DeltaTable>,
     stacks: Mutex<DeltaTable>,
     rollups: Mutex<DeltaTable>,
+    anomalies: Mutex<DeltaTable>,
     /// Stack IDs known to be in `stacks`, per (tenant, service), loaded on first use.
     known_stacks: Mutex<HashMap<(String, String), HashSet<i64>>>,
     /// The subset of `known_stacks` that is committed, readable without waiting for a write:
@@ -74,12 +80,20 @@ impl Store {
         let stacks = open_or_create(&config, STACKS, &stacks_schema(), &STACKS_PARTITIONS).await?;
         let rollups =
             open_or_create(&config, ROLLUPS, &rollups_schema(), &ROLLUPS_PARTITIONS).await?;
+        let anomalies = open_or_create(
+            &config,
+            ANOMALIES,
+            &anomalies_schema(),
+            &ANOMALIES_PARTITIONS,
+        )
+        .await?;
         info!(url = %config.url, samples_version = ?samples.version(), stacks_version = ?stacks.version(), "opened tables");
         Ok(Arc::new(Self {
             config,
             samples: Mutex::new(samples),
             stacks: Mutex::new(stacks),
             rollups: Mutex::new(rollups),
+            anomalies: Mutex::new(anomalies),
             known_stacks: Mutex::new(HashMap::new()),
             committed_stacks: std::sync::RwLock::new(HashMap::new()),
         }))
@@ -468,6 +482,7 @@ impl Store {
         };
         let stacks = self.provider(&self.stacks, STACKS, ctx).await?;
         let rollups = self.provider(&self.rollups, ROLLUPS, ctx).await?;
+        let anomalies = self.provider(&self.anomalies, ANOMALIES, ctx).await?;
         let scoped = |provider| -> Result<DataFrame, StorageError> {
             let df = ctx.read_table(provider)?;
             Ok(match tenant {
@@ -478,6 +493,7 @@ impl Store {
         let samples = scoped(samples)?;
         let stacks_raw = scoped(stacks)?;
         let rollups = scoped(rollups)?;
+        let anomalies = scoped(anomalies)?;
         // Copies of a stack are identical rows (the ID is a hash of the frames), so a
         // DISTINCT over every column removes them. (`first_value(frames)` per stack ID would
         // too, but DataFusion sizes each sliced list value by its whole batch: a few thousand
@@ -488,6 +504,7 @@ impl Store {
             ("stacks_raw", stacks_raw),
             (STACKS, stacks),
             ("_rollups", rollups),
+            (ANOMALIES, anomalies),
         ] {
             ctx.deregister_table(name)?;
             ctx.register_table(name, df.into_view())?;
@@ -505,12 +522,114 @@ impl Store {
         provider_of(&mut *lock.lock().await, name, ctx).await
     }
 
+    /// Appends detector findings to `anomalies` (one commit). Rows whose `anomaly_id` the
+    /// table already holds are skipped, so a replay over a range the detector has seen adds
+    /// nothing twice. Returns the rows written.
+    pub async fn append_anomalies(&self, rows: &[Anomaly]) -> Result<Vec<Anomaly>, StorageError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let known = self.anomaly_ids(rows).await?;
+        let fresh: Vec<Anomaly> = rows
+            .iter()
+            .filter(|r| !known.contains(&r.anomaly_id))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return Ok(fresh);
+        }
+        let batch = anomalies_batch(&fresh)?;
+        let mut table = self.anomalies.lock().await;
+        table
+            .update_incremental(None)
+            .await
+            .map_err(StorageError::delta(ANOMALIES))?;
+        let written = table
+            .clone()
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Append)
+            .with_writer_properties(writer_properties())
+            .with_commit_properties(
+                deltalake::kernel::transaction::CommitProperties::default()
+                    .with_max_retries(COMMIT_RETRIES),
+            )
+            .await
+            .map_err(StorageError::delta(ANOMALIES))?;
+        *table = written;
+        Ok(fresh)
+    }
+
+    /// The IDs among `rows` that `anomalies` already holds.
+    async fn anomaly_ids(&self, rows: &[Anomaly]) -> Result<HashSet<String>, StorageError> {
+        let ctx = SessionContext::new();
+        let provider = self.provider(&self.anomalies, ANOMALIES, &ctx).await?;
+        let from = rows.iter().map(|r| r.window_end_us).min().unwrap_or(0);
+        let until = rows.iter().map(|r| r.window_end_us).max().unwrap_or(0);
+        let df = ctx
+            .read_table(provider)?
+            .filter(
+                col("detected_at")
+                    .gt_eq(lit(ScalarValue::TimestampMicrosecond(
+                        Some(from),
+                        Some("UTC".into()),
+                    )))
+                    .and(
+                        col("detected_at").lt_eq(lit(ScalarValue::TimestampMicrosecond(
+                            Some(until),
+                            Some("UTC".into()),
+                        ))),
+                    ),
+            )?
+            .select_columns(&["anomaly_id"])?;
+        let mut ids = HashSet::new();
+        for batch in df.collect().await? {
+            // Parquet strings come back as views: cast to plain strings first.
+            let col = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| StorageError::Internal("anomaly_id is not a string".into()))?;
+            ids.extend(col.iter().flatten().map(str::to_owned));
+        }
+        Ok(ids)
+    }
+
+    /// Reads a small object stored beside the `anomalies` table (the detector's progress),
+    /// `None` when it does not exist.
+    pub async fn read_state(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let store = self.anomalies.lock().await.object_store();
+        let path = object_store::path::Path::from(format!("_detector/{name}"));
+        match store.get(&path).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| StorageError::Internal(format!("reading {path}: {e}")))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Internal(format!("reading {path}: {e}"))),
+        }
+    }
+
+    /// Writes (replaces) a small object beside the `anomalies` table. Paths under `_detector/`
+    /// are hidden from Delta readers and from vacuum.
+    pub async fn write_state(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let store = self.anomalies.lock().await.object_store();
+        let path = object_store::path::Path::from(format!("_detector/{name}"));
+        store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| StorageError::Internal(format!("writing {path}: {e}")))?;
+        Ok(())
+    }
+
     /// The table pinned at its latest version, for the compactor's planning and rewrites.
     pub async fn snapshot(&self, name: &str) -> Result<TableSnapshot, StorageError> {
         let label = match name {
             SAMPLES => SAMPLES,
             STACKS => STACKS,
             ROLLUPS => ROLLUPS,
+            ANOMALIES => ANOMALIES,
             other => return Err(StorageError::Internal(format!("unknown table {other}"))),
         };
         Ok(TableSnapshot::new(label, self.table(label).await?))
@@ -523,6 +642,7 @@ impl Store {
             SAMPLES => (&self.samples, SAMPLES),
             STACKS => (&self.stacks, STACKS),
             ROLLUPS => (&self.rollups, ROLLUPS),
+            ANOMALIES => (&self.anomalies, ANOMALIES),
             other => return Err(StorageError::Internal(format!("unknown table {other}"))),
         };
         let mut t = lock.lock().await;
