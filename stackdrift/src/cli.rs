@@ -236,6 +236,93 @@ pub(crate) struct Settings {
     #[arg(long)]
     pub(crate) dry_run: bool,
 
+    /// Detector: evaluation window (e.g. 1m): each function's share of each window's weight
+    /// is tested.
+    #[arg(long, env = "STACKDRIFT_DETECTOR_WINDOW", default_value = "1m")]
+    pub(crate) detector_window: String,
+
+    /// Detector: a window is evaluated this long after it ends (late pushes, ingest batching).
+    #[arg(long, env = "STACKDRIFT_DETECTOR_SETTLE", default_value = "1m")]
+    pub(crate) detector_settle: String,
+
+    /// Detector: labels that split a service into separately tested series, comma-separated
+    /// (e.g. `region,env`).
+    #[arg(
+        long,
+        env = "STACKDRIFT_DETECTOR_GROUP_BY",
+        default_value = "",
+        value_name = "LABELS"
+    )]
+    pub(crate) detector_group_by: String,
+
+    /// Detector: rolling baseline length, in windows.
+    #[arg(
+        long,
+        env = "STACKDRIFT_DETECTOR_BASELINE_WINDOWS",
+        default_value_t = 60
+    )]
+    pub(crate) detector_baseline_windows: i64,
+
+    /// Detector: windows a change must hold before it is reported.
+    #[arg(long, env = "STACKDRIFT_DETECTOR_PERSISTENCE", default_value_t = 2)]
+    pub(crate) detector_persistence: i64,
+
+    /// Detector: false discovery rate (Benjamini–Hochberg) over one series' tests per window.
+    #[arg(long, env = "STACKDRIFT_DETECTOR_FDR", default_value_t = 2e-5)]
+    pub(crate) detector_fdr: f64,
+
+    /// Detector: smallest reported change of a function's share, in percentage points.
+    #[arg(long, env = "STACKDRIFT_DETECTOR_MIN_EFFECT_PP", default_value_t = 0.2)]
+    pub(crate) detector_min_effect_pp: f64,
+
+    /// Detector: smallest reported change relative to the baseline share, in percent.
+    #[arg(
+        long,
+        env = "STACKDRIFT_DETECTOR_MIN_RELATIVE_PCT",
+        default_value_t = 10.0
+    )]
+    pub(crate) detector_min_relative_pct: f64,
+
+    /// Detector: webhook to notify, repeatable: `URL` or `json=URL` (plain JSON),
+    /// `alertmanager=URL` (Alertmanager v2 alerts API), `grafana=URL` (Grafana annotations).
+    #[arg(
+        long = "webhook",
+        env = "STACKDRIFT_WEBHOOKS",
+        value_delimiter = ' ',
+        value_name = "SINK"
+    )]
+    pub(crate) webhooks: Vec<String>,
+
+    /// Detector: on first start (no progress stored yet), also evaluate this much past data
+    /// (e.g. `6h`); later starts resume where the detector stopped.
+    #[arg(long, env = "STACKDRIFT_DETECTOR_BACKFILL", default_value = "0s")]
+    pub(crate) detector_backfill: String,
+
+    /// Detector: poll interval of live mode (how often newly closed windows are looked for).
+    #[arg(long, env = "STACKDRIFT_DETECTOR_POLL", default_value = "10s")]
+    pub(crate) detector_poll: String,
+
+    /// Detector: notify improvements as well as regressions.
+    #[arg(long, env = "STACKDRIFT_NOTIFY_IMPROVEMENTS")]
+    pub(crate) notify_improvements: bool,
+
+    /// Address users reach the querier at; prefixes the diff links of anomalies.
+    #[arg(
+        long,
+        env = "STACKDRIFT_PUBLIC_URL",
+        default_value = "http://127.0.0.1:4040"
+    )]
+    pub(crate) public_url: String,
+
+    /// Detector: replay from this time (RFC 3339, Unix s/ms, `now-6h`), print the anomalies
+    /// found, store them and exit (`stackdrift detector --from now-1d --to now`).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+
+    /// Detector: end of the replay (default: now).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+
     /// Log filter (`info`, `debug`, `stackdrift_ingester=debug,info`, …); `RUST_LOG` wins.
     #[arg(long, env = "STACKDRIFT_LOG_LEVEL", default_value = "info")]
     pub(crate) log_level: String,

@@ -10,6 +10,7 @@
 mod cli;
 mod server;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,6 +19,9 @@ use anyhow::Context;
 use axum::Router;
 use prometheus::Registry;
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
+use stackdrift_detector::detect::DetectConfig;
+use stackdrift_detector::notify::Sink;
+use stackdrift_detector::{Detector, DetectorConfig};
 use stackdrift_ingester::grpc::GrpcPusher;
 use stackdrift_ingester::limits::secs_to_us;
 use stackdrift_ingester::otlp::GrpcProfiles;
@@ -129,6 +133,95 @@ fn compactor_config(s: &Settings) -> anyhow::Result<CompactorConfig> {
     })
 }
 
+fn detector_config(s: &Settings) -> anyhow::Result<DetectorConfig> {
+    let duration = |name: &str, v: &str| {
+        stackdrift_compactor::policy::parse_duration(v)
+            .map_err(|e| anyhow::anyhow!("--{name}: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("--{name}: a duration is required, not `off`"))
+    };
+    let sinks = s
+        .webhooks
+        .iter()
+        .filter(|w| !w.trim().is_empty())
+        .map(|w| Sink::parse(w).map_err(|e| anyhow::anyhow!("--webhook {w:?}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let window = duration("detector-window", &s.detector_window)?;
+    if window.as_secs() < 1 {
+        anyhow::bail!("--detector-window must be at least 1s");
+    }
+    if !(s.detector_fdr > 0.0 && s.detector_fdr < 1.0) {
+        anyhow::bail!("--detector-fdr must be between 0 and 1");
+    }
+    if s.detector_persistence < 1 || s.detector_baseline_windows < 2 {
+        anyhow::bail!("--detector-persistence must be ≥ 1 and --detector-baseline-windows ≥ 2");
+    }
+    Ok(DetectorConfig {
+        window,
+        settle: stackdrift_compactor::policy::parse_duration(&s.detector_settle)
+            .map_err(|e| anyhow::anyhow!("--detector-settle: {e}"))?
+            .unwrap_or(Duration::ZERO),
+        group_by: s
+            .detector_group_by
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        detect: DetectConfig {
+            baseline_windows: s.detector_baseline_windows,
+            min_baseline_windows: usize::try_from(s.detector_baseline_windows / 3)
+                .unwrap_or(1)
+                .max(1),
+            persistence: s.detector_persistence,
+            fdr: s.detector_fdr,
+            min_abs: s.detector_min_effect_pp / 100.0,
+            min_rel: s.detector_min_relative_pct / 100.0,
+            ..DetectConfig::default()
+        },
+        public_url: s.public_url.clone(),
+        sinks,
+        notify_improvements: s.notify_improvements,
+        // `0`/`off`: no backfill.
+        backfill: stackdrift_compactor::policy::parse_duration(&s.detector_backfill)
+            .map_err(|e| anyhow::anyhow!("--detector-backfill: {e}"))?
+            .unwrap_or(Duration::ZERO),
+        poll: duration("detector-poll", &s.detector_poll)?,
+        ..DetectorConfig::default()
+    })
+}
+
+/// `stackdrift detector --from … [--to …]`: replays the detector over a past range, prints
+/// the anomalies as JSON lines on stdout and stores them.
+async fn detect_replay(store: Arc<Store>, s: &Settings) -> anyhow::Result<()> {
+    let now_ms = system_clock().now_us() / 1000;
+    let parse = |v: &str| {
+        stackdrift_querier::export::parse_time(v, now_ms).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let from = parse(s.from.as_deref().unwrap_or("now-1h"))?;
+    let to = match &s.to {
+        Some(t) => parse(t)?,
+        None => now_ms,
+    };
+    if to <= from {
+        anyhow::bail!("--to must be after --from");
+    }
+    let mut detector = Detector::new(store, detector_config(s)?)?;
+    let found = detector
+        .replay(from * 1000, to * 1000)
+        .await
+        .context("detector replay")?;
+    let mut out = std::io::stdout().lock();
+    for a in &found {
+        writeln!(out, "{}", serde_json::to_string(a)?)?;
+    }
+    eprintln!(
+        "{} anomalies in {} windows",
+        found.len(),
+        (to - from) * 1000 / detector.window_us()
+    );
+    Ok(())
+}
+
 /// `stackdrift compactor --once [--dry-run]`: one pass with progress on stderr, a summary
 /// on stdout.
 async fn compact_once(store: Arc<Store>, s: &Settings) -> anyhow::Result<()> {
@@ -183,6 +276,12 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         None => Auth::disabled(),
     };
     let store = Store::open(storage).await.context("opening the tables")?;
+    if s.from.is_some() || s.to.is_some() {
+        if role != Role::Detector {
+            anyhow::bail!("--from/--to replay the detector: stackdrift detector --from now-1d");
+        }
+        return detect_replay(store, &s).await;
+    }
     if s.once || s.dry_run {
         if role != Role::Compactor {
             anyhow::bail!(
@@ -267,7 +366,8 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         http = http
             .merge(stackdrift_querier::sql::routes(querier.clone()))
             .merge(stackdrift_querier::connect::routes(querier.clone()))
-            .merge(stackdrift_querier::export::routes(querier.clone()));
+            .merge(stackdrift_querier::export::routes(querier.clone()))
+            .merge(stackdrift_querier::anomalies::routes(querier.clone()));
         grpc = grpc.add_service(FlightSql::server(querier.clone()));
         grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }
@@ -286,7 +386,12 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     }
     if role.runs(Role::Detector) {
         let token = shutdown.child_token();
-        let handle = tokio::spawn(stackdrift_detector::run(store.clone(), token.clone()));
+        let handle = tokio::spawn(stackdrift_detector::run(
+            store.clone(),
+            detector_config(&s)?,
+            system_clock(),
+            token.clone(),
+        ));
         background.push(Background {
             name: "detector",
             handle,
