@@ -183,6 +183,12 @@ fn dispersion(shares: &[(f64, f64)], center: f64) -> f64 {
 
 /// Pooled two-sample share test: z of `current` (over weight `wc`) against `base` (over
 /// weight `wb`, `base_factor` inflating its variance, e.g. π/2 for a median).
+///
+/// For functions with few samples the normal approximation overstates how unlikely a jump
+/// is (a Poisson count of mean 4.5 reaches 12 about once in 300 windows, not once in
+/// millions), so the score is capped by the variance-stabilized one: weights divided by the
+/// dispersion are effective counts, and `2(√(x+3/8) − √(λ+3/8))` is close to normal in the
+/// tails even for small `λ`.
 fn share_z(current: f64, wc: f64, base: f64, wb: f64, phi: f64, base_factor: f64) -> f64 {
     let pooled = (current * wc + base * wb) / (wc + wb);
     let var = phi * pooled * (1.0 - pooled).max(0.0) * (1.0 / wc + base_factor / wb);
@@ -193,7 +199,16 @@ fn share_z(current: f64, wc: f64, base: f64, wb: f64, phi: f64, base_factor: f64
             f64::INFINITY.copysign(current - base)
         };
     }
-    (current - base) / var.sqrt()
+    let z = (current - base) / var.sqrt();
+    // Few samples: cap by the variance-stabilized score of the effective counts.
+    let (x, lambda) = (current * wc / phi, base * wc / phi);
+    let z_counts =
+        2.0 * ((x + 0.375).sqrt() - (lambda + 0.375).sqrt()) / (1.0 + base_factor * wc / wb).sqrt();
+    if z_counts.signum() == z.signum() {
+        z.signum() * z.abs().min(z_counts.abs())
+    } else {
+        0.0
+    }
 }
 
 /// The rolling test of window `t` of one series. Returns the findings whose condition holds
@@ -520,7 +535,13 @@ fn select(
     stacks: &ServiceStacks,
     _cur: &[&Weights],
 ) -> Vec<(Test, Kind)> {
-    let p: Vec<f64> = tests.iter().map(|t| t.p).collect();
+    // Only tests that can reach the minimum effect count towards the false discovery rate
+    // (the others are there as possible partners of a cost shift).
+    let p: Vec<f64> = tests
+        .iter()
+        .filter(|t| t.base.max(t.current) >= cfg.min_abs)
+        .map(|t| t.p)
+        .collect();
     let Some(cut) = bh_threshold(&p, cfg.fdr) else {
         return Vec::new();
     };
@@ -560,7 +581,7 @@ fn select(
             .filter(|(g, gt)| {
                 let dg = delta_total(*g, gt).abs();
                 !side.iter().any(|(h, ht)| {
-                    h != g && delta_total(*h, ht).abs() >= 0.5 * dg && stacks.is_below(*h, *g)
+                    h != g && delta_total(*h, ht).abs() >= 0.5 * dg && stacks.strictly_below(*h, *g)
                 })
             })
             .copied()
@@ -568,7 +589,11 @@ fn select(
         // Functions under a remaining cause are part of it: one root cause, one finding.
         let mut kept: Vec<(u32, &Test)> = roots
             .iter()
-            .filter(|(h, _)| !roots.iter().any(|(g, _)| g != h && stacks.is_below(*h, *g)))
+            .filter(|(h, _)| {
+                !roots
+                    .iter()
+                    .any(|(g, _)| g != h && stacks.strictly_below(*h, *g))
+            })
             .copied()
             .collect();
         kept.sort_by_key(|(f, _)| *f);
@@ -620,7 +645,8 @@ fn is_shift(
         // The partner must itself be a clear change the other way, of about the same size
         // (checked below): a noisy big function dipping by chance, or shrinking only because
         // another function grew, must not explain a real regression away.
-        if *g == f || gt.delta().signum() == df.signum() || gt.z.abs() < 2.0 {
+        let vanished = gt.current == 0.0 && gt.base > 0.0;
+        if *g == f || gt.delta().signum() == df.signum() || (gt.z.abs() < 2.0 && !vanished) {
             return false;
         }
         let rb = 1.0 - ftot.base - gt.base;

@@ -427,20 +427,19 @@ impl Detector {
         if held.is_some_and(|w| t - w <= self.cfg.cooldown_windows) {
             return None;
         }
-        // A caller of a function whose change was reported within the cooldown, moving the
-        // same way, is that change seen from above (when the function itself dips under the
-        // threshold for a window): not a new root cause.
+        // A caller of a function whose change holds right now (this or the last window),
+        // moving the same way, is that change seen from above (when the function itself
+        // dips under the threshold for a window): not a new root cause.
         let stacks = self.services.get(&key.service_key())?;
-        let cooldown = self.cfg.cooldown_windows;
         let under_reported = self.last_held.iter().any(|((k, g, b, dir), w)| {
             k == key
                 && *b == version
                 && *dir == up
-                && t - *w <= cooldown
+                && t - *w <= 1
                 && stacks
                     .functions
                     .id(g)
-                    .is_some_and(|g| g != f.function && stacks.is_below(g, f.function))
+                    .is_some_and(|g| g != f.function && stacks.strictly_below(g, f.function))
         });
         if under_reported {
             return None;

@@ -82,6 +82,14 @@ impl ServiceStacks {
     }
 }
 
+impl ServiceStacks {
+    /// `below` appears under `above` in some stack and never above it: a library function
+    /// called both under and over another explains neither's change.
+    pub fn strictly_below(&self, below: u32, above: u32) -> bool {
+        self.is_below(below, above) && !self.is_below(above, below)
+    }
+}
+
 /// A function's weight in one window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FnWeight {

@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use prost::Message;
 use serde_json::Value;
+use stackdrift_detector::eval::Rng;
 use stackdrift_model::{Frame, PprofBuilder};
 use stackdrift_tests::client::{push_request, sql_json};
 use stackdrift_tests::process::Stackdrift;
@@ -68,35 +69,6 @@ const STACKS: [(&str, f64); 20] = [
 const REGRESSING: &str = "main;http.serve;handler;json.encode";
 const REGRESSION: f64 = 480.0;
 
-/// xorshift64*, with normal and Poisson-like draws.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
-    /// A count with mean and variance `mean` (normal approximation of Poisson).
-    fn poisson(&mut self, mean: f64) -> i64 {
-        (mean + mean.sqrt() * self.normal()).round().max(0.0) as i64
-    }
-}
-
 /// One pushed profile.
 struct Pushed {
     version: &'static str,
@@ -137,7 +109,7 @@ fn dataset(seed: u64, regress: bool) -> Dataset {
         Err(_) => seed,
     };
     eprintln!("data seed: DETECTOR_SEED={seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut profiles = Vec::new();
     for k in 0..WINDOWS {
         let start_s = (first_window + k) * WINDOW_S;
@@ -151,7 +123,7 @@ fn dataset(seed: u64, regress: bool) -> Dataset {
                 mean
             };
             let frames: Vec<Frame> = stack.split(';').rev().map(Frame::named).collect();
-            b.sample(&frames, &[rng.poisson(mean)], &[]);
+            b.sample(&frames, &[rng.poisson(mean) as i64], &[]);
         }
         profiles.push(Pushed {
             version: if after { NEW } else { OLD },

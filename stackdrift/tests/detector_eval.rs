@@ -28,7 +28,7 @@ fn detector_meets_its_targets_on_a_generated_fleet() {
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_stackdrift-eval"))
         .args(["--url", &server.url, "--storage-url", data_url])
-        .args(["--services", "10", "--noise-only", "2", "--hours", "6"])
+        .args(["--services", "24", "--noise-only", "4", "--hours", "4"])
         .args(["--json", report.to_str().unwrap()])
         .output()
         .expect("running stackdrift-eval");
@@ -45,7 +45,7 @@ fn detector_meets_its_targets_on_a_generated_fleet() {
         .iter()
         .map(|r| r["injected"].as_u64().unwrap())
         .sum();
-    assert!(injected >= 10, "too few regressions injected: {injected}");
+    assert!(injected >= 20, "too few regressions injected: {injected}");
     assert!(
         report["shifts"].as_u64().unwrap() >= 3,
         "too few cost shifts"

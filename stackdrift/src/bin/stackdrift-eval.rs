@@ -54,9 +54,12 @@ struct Args {
     /// Seed of the generator.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Concurrent pushes.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent pushes (each waits for its batch's commit, so many in flight fill batches).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// The detector's false discovery rate (default: the detector's default).
+    #[arg(long)]
+    fdr: Option<f64>,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -69,7 +72,7 @@ struct Args {
     #[arg(long)]
     start_us: Option<i64>,
     /// Windows pushed at once (their profiles go out concurrently).
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 30)]
     windows_per_round: i64,
     /// Exit with status 1 when a target is not met.
     #[arg(long)]
@@ -213,11 +216,14 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("opening the tables")?;
-    let cfg = DetectorConfig {
+    let mut cfg = DetectorConfig {
         settle: Duration::ZERO,
         seasonal: false,
         ..DetectorConfig::default()
     };
+    if let Some(fdr) = args.fdr {
+        cfg.detect.fdr = fdr;
+    }
     let detect: DetectConfig = cfg.detect.clone();
     let mut detector = Detector::new(store, cfg)?;
     let cpu0 = cpu_seconds();
