@@ -302,6 +302,14 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_DETECTOR_POLL", default_value = "10s")]
     pub(crate) detector_poll: String,
 
+    /// Detector: bearer token sent to `json=` and `alertmanager=` webhooks.
+    #[arg(long, env = "STACKDRIFT_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub(crate) webhook_token: Option<String>,
+
+    /// Detector: Grafana service-account token for `grafana=` webhooks (annotations API).
+    #[arg(long, env = "STACKDRIFT_GRAFANA_TOKEN", hide_env_values = true)]
+    pub(crate) grafana_token: Option<String>,
+
     /// Detector: notify improvements as well as regressions.
     #[arg(long, env = "STACKDRIFT_NOTIFY_IMPROVEMENTS")]
     pub(crate) notify_improvements: bool,

@@ -20,7 +20,7 @@ use axum::Router;
 use prometheus::Registry;
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 use stackdrift_detector::detect::DetectConfig;
-use stackdrift_detector::notify::Sink;
+use stackdrift_detector::notify::{Format, Sink};
 use stackdrift_detector::{Detector, DetectorConfig};
 use stackdrift_ingester::grpc::GrpcPusher;
 use stackdrift_ingester::limits::secs_to_us;
@@ -143,7 +143,17 @@ fn detector_config(s: &Settings) -> anyhow::Result<DetectorConfig> {
         .webhooks
         .iter()
         .filter(|w| !w.trim().is_empty())
-        .map(|w| Sink::parse(w).map_err(|e| anyhow::anyhow!("--webhook {w:?}: {e}")))
+        .map(|w| {
+            let sink = Sink::parse(w).map_err(|e| anyhow::anyhow!("--webhook {w:?}: {e}"))?;
+            let token = match sink.format {
+                Format::Grafana => &s.grafana_token,
+                Format::Json | Format::Alertmanager => &s.webhook_token,
+            };
+            Ok(match token {
+                Some(t) => sink.with_bearer_token(t.clone()),
+                None => sink,
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let window = duration("detector-window", &s.detector_window)?;
     if window.as_secs() < 1 {
@@ -479,5 +489,60 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+
+    fn settings(a: &[&str]) -> Settings {
+        let args: Vec<OsString> = a.iter().map(OsString::from).collect();
+        cli::parse_from(args, |_| false).unwrap().settings
+    }
+
+    #[test]
+    fn webhook_tokens_go_to_their_sinks_only() {
+        let s = settings(&[
+            "stackdrift",
+            "--webhook",
+            "grafana=http://grafana:3000",
+            "--webhook",
+            "alertmanager=http://am:9093/api/v2/alerts",
+            "--webhook",
+            "http://hooks/x",
+            "--grafana-token",
+            "glsa_1",
+            "--webhook-token",
+            "hook-2",
+        ]);
+        let cfg = detector_config(&s).unwrap();
+        let tokens: Vec<(Format, Option<&str>)> = cfg
+            .sinks
+            .iter()
+            .map(|k| (k.format, k.bearer_token.as_deref()))
+            .collect();
+        assert_eq!(
+            tokens,
+            [
+                (Format::Grafana, Some("glsa_1")),
+                (Format::Alertmanager, Some("hook-2")),
+                (Format::Json, Some("hook-2")),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_detector_settings_are_refused() {
+        for bad in [
+            &["stackdrift", "--webhook", "ftp://x"][..],
+            &["stackdrift", "--detector-fdr", "0"],
+            &["stackdrift", "--detector-window", "off"],
+            &["stackdrift", "--detector-persistence", "0"],
+        ] {
+            assert!(detector_config(&settings(bad)).is_err(), "{bad:?}");
+        }
     }
 }
