@@ -618,9 +618,19 @@ impl Detector {
             let found = self.process(progress.next_window, closed, true).await?;
             // Record what is to be notified before storing it: a crash in between then
             // re-notifies (at least once) instead of forgetting.
-            progress
+            // After a crash between the two saves below, the same windows are evaluated again
+            // and find the same anomalies: queue each ID once.
+            let queued: HashSet<String> = progress
                 .pending
-                .extend(found.iter().filter(|a| self.should_notify(a)).cloned());
+                .iter()
+                .map(|a| a.anomaly_id.clone())
+                .collect();
+            progress.pending.extend(
+                found
+                    .iter()
+                    .filter(|a| self.should_notify(a) && !queued.contains(&a.anomaly_id))
+                    .cloned(),
+            );
             self.save_progress(&progress).await?;
             stored = self.store.append_anomalies(&found).await?;
             if !found.is_empty() {
