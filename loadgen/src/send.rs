@@ -9,9 +9,8 @@ use anyhow::Context;
 use clap::ValueEnum;
 use prost::Message;
 use prost::bytes::Bytes;
+use stackdrift_proto::push::v1::PushRequest;
 use stackdrift_proto::push::v1::pusher_service_client::PusherServiceClient;
-use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use stackdrift_proto::types::v1::LabelPair;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
@@ -56,24 +55,9 @@ pub(crate) struct Prepared {
 
 /// A `push.v1` request carrying `payload` as one series (`__name__` = `process_cpu`).
 pub(crate) fn push_request(payload: &Payload) -> PushRequest {
-    let mut labels: Vec<LabelPair> = vec![LabelPair {
-        name: "__name__".into(),
-        value: "process_cpu".into(),
-    }];
-    labels.extend(payload.labels.iter().map(|(n, v)| LabelPair {
-        name: n.clone(),
-        value: v.clone(),
-    }));
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels,
-            samples: vec![RawSample {
-                raw_profile: payload.gz.clone(),
-                id: String::new(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    let labels = std::iter::once(("__name__", "process_cpu"))
+        .chain(payload.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    PushRequest::one_profile(labels, payload.gz.clone(), "")
 }
 
 /// Prepares `payload` for `protocol`.

@@ -36,6 +36,32 @@ pub mod types {
 pub mod push {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
+
+        impl PushRequest {
+            /// A request with one series (`labels`) carrying one raw profile.
+            pub fn one_profile<'a>(
+                labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+                raw_profile: impl Into<::prost::bytes::Bytes>,
+                id: impl Into<String>,
+            ) -> Self {
+                PushRequest {
+                    series: vec![RawProfileSeries {
+                        labels: labels
+                            .into_iter()
+                            .map(|(name, value)| crate::types::v1::LabelPair {
+                                name: name.into(),
+                                value: value.into(),
+                            })
+                            .collect(),
+                        samples: vec![RawSample {
+                            raw_profile: raw_profile.into(),
+                            id: id.into(),
+                        }],
+                        annotations: vec![],
+                    }],
+                }
+            }
+        }
     }
 }
 

@@ -4,27 +4,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use stackdrift_model::pprof::decode_profile;
 use stackdrift_proto::pprof::Profile;
-use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use stackdrift_proto::types::v1::LabelPair;
+use stackdrift_proto::push::v1::PushRequest;
 
 /// A `push.v1` request with one series (`labels`) holding one profile.
 pub fn push_request(labels: &[(&str, &str)], profile: Vec<u8>) -> PushRequest {
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| LabelPair {
-                    name: (*n).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            samples: vec![RawSample {
-                raw_profile: profile.into(),
-                id: "00000000-0000-0000-0000-000000000001".into(),
-            }],
-            annotations: vec![],
-        }],
-    }
+    PushRequest::one_profile(
+        labels.iter().copied(),
+        profile,
+        "00000000-0000-0000-0000-000000000001",
+    )
 }
 
 /// A checked-in fixture, decoded, with its time set to now (so age limits accept it).

@@ -22,8 +22,7 @@ use stackdrift_detector::eval::{Fleet, FleetSpec, score};
 use stackdrift_detector::stats::two_sided_p;
 use stackdrift_detector::{Detector, DetectorConfig};
 use stackdrift_model::{Frame, PprofBuilder};
-use stackdrift_proto::push::v1::{PushRequest, RawProfileSeries, RawSample};
-use stackdrift_proto::types::v1::LabelPair;
+use stackdrift_proto::push::v1::PushRequest;
 use stackdrift_storage::{StorageConfig, Store};
 
 #[derive(Debug, Parser)]
@@ -153,23 +152,7 @@ async fn main() -> anyhow::Result<()> {
                     ("version", p.version.as_str()),
                     ("env", "prod"),
                 ];
-                PushRequest {
-                    series: vec![RawProfileSeries {
-                        labels: labels
-                            .iter()
-                            .map(|(n, v)| LabelPair {
-                                name: (*n).into(),
-                                value: (*v).into(),
-                            })
-                            .collect(),
-                        samples: vec![RawSample {
-                            raw_profile: b.encode_gzip().into(),
-                            id: String::new(),
-                        }],
-                        annotations: vec![],
-                    }],
-                }
-                .encode_to_vec()
+                PushRequest::one_profile(labels, b.encode_gzip(), "").encode_to_vec()
             })
             .collect();
         let results: Vec<anyhow::Result<()>> = futures::stream::iter(bodies)
