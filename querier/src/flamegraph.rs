@@ -18,7 +18,9 @@
 //! Children are ordered by function name; the synthetic `other` node that stands for
 //! children dropped by `max_nodes` truncation always comes last among its siblings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use stackdrift_proto::querier::v1::{FlameGraph, FlameGraphDiff, Level};
 
@@ -84,8 +86,8 @@ impl FlameTree {
         Self {
             nodes: vec![Node::new(0)],
             names: Vec::new(),
-            name_ids: HashMap::new(),
-            child_index: HashMap::new(),
+            name_ids: HashMap::default(),
+            child_index: HashMap::default(),
         }
     }
 
@@ -391,7 +393,8 @@ enum Emit<const N: usize> {
 /// were dropped.
 fn encode<const N: usize>(view: &View<'_, N>, keep: &[bool]) -> Encoded {
     let mut names = vec![ROOT_NAME.to_owned()];
-    let mut name_index: HashMap<&str, i64> = HashMap::from([(ROOT_NAME, 0)]);
+    let mut name_index: HashMap<&str, i64> = HashMap::default();
+    name_index.insert(ROOT_NAME, 0);
     let mut levels: Vec<Vec<i64>> = Vec::new();
     // Per level, per side: absolute end of the last node emitted on that level.
     let mut level_end: Vec<[i64; N]> = Vec::new();

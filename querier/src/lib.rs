@@ -23,6 +23,7 @@ pub mod error;
 pub mod export;
 pub mod flamegraph;
 pub mod flight;
+pub mod frames;
 pub mod functions;
 pub mod grpc;
 pub mod metrics;

@@ -390,22 +390,31 @@ pub async fn series(
     .await
 }
 
-/// Sums of `value` per distinct stack in the selection, joined with each stack's frames.
-async fn merged_stacks(
+/// Sums of `value` per stack in the selection: columns `service_name` (only when
+/// `per_service`; otherwise the caller knows the selection is one service), `stack_id`,
+/// `weight`.
+async fn stack_weights(
     ctx: &SessionContext,
     sel: &Selection,
     rollup: Option<&RollupPlan>,
+    per_service: bool,
 ) -> Result<DataFrame, QueryError> {
     let Some(profile_type) = sel.profile_type.as_deref() else {
         return Err(QueryError::BadRequest("profile_typeID is required".into()));
     };
     let raw = sel.samples(ctx).await?;
+    // Grouping by the stack ID alone (an integer) is several times cheaper than by
+    // (service, stack ID).
+    let keys = || {
+        if per_service {
+            vec![col("service_name"), col("stack_id")]
+        } else {
+            vec![col("stack_id")]
+        }
+    };
     let by_stack = |df: DataFrame, value: &str| {
-        df.aggregate(
-            vec![col("service_name"), col("stack_id")],
-            vec![sum(col(value)).alias("weight")],
-        )
-        .map_err(df_err)
+        df.aggregate(keys(), vec![sum(col(value)).alias("weight")])
+            .map_err(df_err)
     };
     let weights = match (rollup, sel.only_service()) {
         (Some(plan), Some(service)) => {
@@ -473,6 +482,16 @@ async fn merged_stacks(
         }
         _ => by_stack(raw, "value")?,
     };
+    Ok(weights)
+}
+
+/// Sums of `value` per distinct stack in the selection, joined with each stack's frames.
+async fn merged_stacks(
+    ctx: &SessionContext,
+    sel: &Selection,
+    rollup: Option<&RollupPlan>,
+) -> Result<DataFrame, QueryError> {
+    let weights = stack_weights(ctx, sel, rollup, true).await?;
     // `stacks_raw`, not the deduplicated view: copies of a stack (two ingesters writing it at
     // once) are skipped while reading the join, which costs less than a DISTINCT over frames.
     let mut stacks = ctx.table("stacks_raw").await.map_err(df_err)?;
@@ -576,7 +595,14 @@ pub async fn flame_tree(
         let started = std::time::Instant::now();
         let (ctx, plan) = rollup_session(q, tenant, sel).await?;
         let session = started.elapsed();
-        let tree = tree_of(&ctx, sel, plan.as_ref()).await;
+        let cached = match sel.only_service() {
+            Some(service) => cached_tree(q, &ctx, tenant, service, sel, plan.as_ref()).await?,
+            None => None,
+        };
+        let tree = match cached {
+            Some(tree) => Ok(tree),
+            None => tree_of(&ctx, sel, plan.as_ref()).await,
+        };
         tracing::debug!(
             session_ms = session.as_secs_f64() * 1e3,
             merge_ms = (started.elapsed() - session).as_secs_f64() * 1e3,
@@ -618,6 +644,60 @@ async fn rollup_session(
         q.rollup_hours(p.hours());
     }
     Ok((ctx, plan))
+}
+
+/// The flame graph of one service from its stack weights and the querier's frame cache (no
+/// join with `stacks`). `None` when the cache cannot hold the service.
+async fn cached_tree(
+    q: &Querier,
+    ctx: &SessionContext,
+    tenant: &str,
+    service: &str,
+    sel: &Selection,
+    rollup: Option<&RollupPlan>,
+) -> Result<Option<FlameTree>, QueryError> {
+    // Weights first: the stacks table is read after, so it holds every stack they name
+    // (ingesters commit a push's new stacks before its samples).
+    let started = std::time::Instant::now();
+    let batches = stack_weights(ctx, sel, rollup, false)
+        .await?
+        .collect()
+        .await
+        .map_err(df_err)?;
+    let stacks = match q.service_stacks(tenant, service).await {
+        Ok(Some(stacks)) => stacks,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            // E.g. a stacks file vacuumed after it was listed: the join still works.
+            tracing::warn!(error = %e, service, "frame cache not updated, joining stacks");
+            return Ok(None);
+        }
+    };
+    let weighed = started.elapsed();
+    let mut tree = FlameTree::new();
+    let mut missing = 0usize;
+    for b in &batches {
+        let ids = int64s(b, 0)?;
+        let weights = int64s(b, 1)?;
+        for row in 0..b.num_rows() {
+            if weights.is_null(row) {
+                continue;
+            }
+            match stacks.functions(ids.value(row)) {
+                Some(functions) => tree.add(functions, weights.value(row)),
+                None => missing += 1,
+            }
+        }
+    }
+    tracing::debug!(
+        weights_ms = weighed.as_secs_f64() * 1e3,
+        tree_ms = (started.elapsed() - weighed).as_secs_f64() * 1e3,
+        stacks = stacks.len(),
+        // As the join would, samples whose stack is not in `stacks` are left out.
+        missing,
+        "flame graph from cached frames"
+    );
+    Ok(Some(tree))
 }
 
 /// [`flame_tree`] in an existing (tenant-scoped) session, e.g. from a SQL table function.

@@ -16,7 +16,9 @@ use stackdrift_storage::Store;
 use tracing::debug;
 
 use crate::error::QueryError;
+use crate::frames::{FrameCache, ServiceStacks};
 use crate::metrics::QueryMetrics;
+use tokio::sync::OwnedMutexGuard;
 
 /// Per-query limits.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct QueryConfig {
     pub batch_size: usize,
     /// Tenant tokens; when enabled, every query must carry one and sees only its tenant.
     pub auth: Auth,
+    /// Frames of stacks kept across flame graph queries (see [`crate::frames`]); 0: none.
+    pub frame_cache_frames: usize,
 }
 
 impl Default for QueryConfig {
@@ -38,6 +42,7 @@ impl Default for QueryConfig {
             memory_limit: 1 << 30,
             batch_size: 8192,
             auth: Auth::disabled(),
+            frame_cache_frames: crate::frames::DEFAULT_MAX_FRAMES,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct Querier {
     store: Arc<Store>,
     config: QueryConfig,
     metrics: QueryMetrics,
+    frames: FrameCache,
 }
 
 impl Querier {
@@ -64,6 +70,7 @@ impl Querier {
     pub fn new(store: Arc<Store>, config: QueryConfig, metrics: QueryMetrics) -> Arc<Self> {
         Arc::new(Self {
             store,
+            frames: FrameCache::new(config.frame_cache_frames),
             config,
             metrics,
         })
@@ -107,6 +114,16 @@ impl Querier {
         let files = self.store.register_with_files(&ctx, Some(tenant)).await?;
         crate::functions::register(&ctx);
         Ok((ctx, files))
+    }
+
+    /// The stacks of one tenant's service, up to date (see [`crate::frames`]); `None` when
+    /// the cache is off or the service is too big for it.
+    pub(crate) async fn service_stacks(
+        &self,
+        tenant: &str,
+        service: &str,
+    ) -> Result<Option<OwnedMutexGuard<ServiceStacks>>, stackdrift_storage::StorageError> {
+        self.frames.get(&self.store, tenant, service).await
     }
 
     /// Counts hours a flame graph read from rollups.

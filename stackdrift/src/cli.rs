@@ -190,6 +190,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_QUERY_MEMORY_MIB", default_value_t = 1024)]
     pub(crate) query_memory_mib: usize,
 
+    /// Query: frames of stacks kept in memory across flame graph queries (about 8 bytes
+    /// each, plus each distinct function name once); 0 turns the cache off.
+    #[arg(long, env = "STACKDRIFT_QUERY_FRAME_CACHE", default_value_t = 8 << 20)]
+    pub(crate) query_frame_cache: usize,
+
     /// Compactor: seconds between compaction passes.
     #[arg(
         long,

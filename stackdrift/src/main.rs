@@ -368,6 +368,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             QueryConfig {
                 timeout: Duration::from_secs(s.query_timeout_secs.max(1)),
                 memory_limit: s.query_memory_mib.max(1) << 20,
+                frame_cache_frames: s.query_frame_cache,
                 auth: auth.clone(),
                 ..QueryConfig::default()
             },

@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
@@ -11,6 +13,8 @@ use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::TransactionError;
 use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -620,6 +624,99 @@ impl Store {
             .put(&path, bytes.into())
             .await
             .map_err(|e| StorageError::Internal(format!("writing {path}: {e}")))?;
+        Ok(())
+    }
+
+    /// The data files of `stacks` holding one tenant's service, at the table's latest version
+    /// (paths relative to the table root).
+    pub async fn stack_files(
+        &self,
+        tenant: &str,
+        service: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        let files = self.snapshot(STACKS).await?.files()?;
+        Ok(files
+            .into_iter()
+            .filter(|f| {
+                f.partition.get("tenant").map(String::as_str) == Some(tenant)
+                    && f.partition.get("service_name").map(String::as_str) == Some(service)
+            })
+            .map(|f| f.path)
+            .collect())
+    }
+
+    /// Reads the stack IDs and leaf-first function names of one `stacks` file (a path from
+    /// [`Store::stack_files`]), and nothing else of it: `f(stack_id, functions)` per row.
+    pub async fn read_stack_functions(
+        &self,
+        path: &str,
+        mut f: impl FnMut(i64, &mut dyn Iterator<Item = &str>),
+    ) -> Result<(), StorageError> {
+        let store = self.stacks.lock().await.object_store();
+        let location = object_store::path::Path::from_url_path(path)
+            .map_err(|e| StorageError::Internal(format!("stacks file {path}: {e}")))?;
+        // Stacks files are small next to samples files: one GET, then decode two leaves.
+        let bytes = store
+            .get(&location)
+            .await
+            .map_err(|e| StorageError::Internal(format!("reading stacks file {path}: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| StorageError::Internal(format!("reading stacks file {path}: {e}")))?;
+        let err = |e: deltalake::parquet::errors::ParquetError| {
+            StorageError::Internal(format!("reading stacks file {path}: {e}"))
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(err)?;
+        // Leaves: `stack_id`, and the `function` of each element of `frames`.
+        let leaves: Vec<usize> = builder
+            .parquet_schema()
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                let parts = c.path().parts();
+                parts == ["stack_id"]
+                    || (parts.first().map(String::as_str) == Some("frames")
+                        && parts.last().map(String::as_str) == Some("function"))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if leaves.len() != 2 {
+            return Err(StorageError::Internal(format!(
+                "stacks file {path} lacks stack_id or frames.function"
+            )));
+        }
+        let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves);
+        let reader = builder.with_projection(mask).build().map_err(err)?;
+        let bad = || StorageError::Internal(format!("stacks file {path}: unexpected column types"));
+        for batch in reader {
+            let batch = batch?;
+            let ids = batch
+                .column_by_name("stack_id")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(bad)?;
+            let frames = batch
+                .column_by_name("frames")
+                .and_then(|c| c.as_list_opt::<i32>())
+                .ok_or_else(bad)?;
+            let structs = frames.values().as_struct_opt().ok_or_else(bad)?;
+            let function = structs.column_by_name("function").ok_or_else(bad)?;
+            let function = arrow::compute::cast(function, &DataType::Utf8)?;
+            let names = function.as_string_opt::<i32>().ok_or_else(bad)?;
+            let offsets = frames.value_offsets();
+            for row in 0..batch.num_rows() {
+                if ids.is_null(row) || frames.is_null(row) {
+                    continue;
+                }
+                let (a, b) = (offsets[row], offsets[row + 1]);
+                let (a, b) = (
+                    usize::try_from(a).unwrap_or(0),
+                    usize::try_from(b).unwrap_or(0),
+                );
+                let mut functions = (a..b.max(a)).map(|i| names.value(i));
+                f(ids.value(row), &mut functions);
+            }
+        }
         Ok(())
     }
 
