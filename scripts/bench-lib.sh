@@ -24,17 +24,25 @@ bench_cleanup() {
 
 # Starts `stackdrift all` on $work/data with the extra ARGS and waits for its address.
 bench_start_server() {
-  echo "== starting stackdrift all" >&2
-  "$sd" all --listen 127.0.0.1:0 --storage-url "$work/data" --ingestion-rate-bytes 0 "$@" \
-    --log-format json --log-level warn,stackdrift=info 2> "$work/server.log" &
+  bench_start_role all "$work/data" --ingestion-rate-bytes 0 "$@"
+}
+
+# Starts `stackdrift ROLE` on DIR with the extra ARGS, logging to $work/ROLE.log; sets
+# $server_pid (stopped on exit) and, once the server logs it, $addr.
+bench_start_role() {
+  local name="$1" dir="$2"
+  shift 2
+  echo "== starting stackdrift $name" >&2
+  "$sd" "$name" --listen 127.0.0.1:0 --storage-url "$dir" "$@" --log-format json \
+    --log-level warn,stackdrift=info 2> "$work/$name.log" &
   server_pid=$!
   addr=""
   for _ in $(seq 1 600); do
-    addr="$(grep -o '"addr":"[^"]*"' "$work/server.log" | head -1 | cut -d'"' -f4 || true)"
+    addr="$(grep -o '"addr":"[^"]*"' "$work/$name.log" | head -1 | cut -d'"' -f4 || true)"
     [[ -n "$addr" ]] && break
     sleep 0.1
   done
-  [[ -n "$addr" ]] || { cat "$work/server.log" >&2; echo "server did not start" >&2; exit 1; }
+  [[ -n "$addr" ]] || { cat "$work/$name.log" >&2; echo "$name did not start" >&2; exit 1; }
 }
 
 # The last `RESULT {json}` line of a load generator output file.

@@ -442,7 +442,7 @@ async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Resu
         let seed = args.seed;
         tasks.push(tokio::spawn(async move {
             let mut rng = generate::Rng::new(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let (mut ok, mut samples, mut failed) = (0u64, 0u64, Vec::new());
+            let (mut ok, mut samples, mut gz, mut failed) = (0u64, 0u64, 0u64, Vec::new());
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -456,18 +456,20 @@ async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Resu
                     Outcome::Accepted => {
                         ok += 1;
                         samples += payload.samples as u64;
+                        gz += payload.gz.len() as u64;
                     }
                     other => failed.push(format!("{other:?}")),
                 }
             }
-            (ok, samples, failed)
+            (ok, samples, gz, failed)
         }));
     }
-    let (mut ok, mut samples, mut failed) = (0u64, 0u64, Vec::new());
+    let (mut ok, mut samples, mut gz_bytes, mut failed) = (0u64, 0u64, 0u64, Vec::new());
     for t in tasks {
-        let (o, s, f) = t.await.context("backfill task")?;
+        let (o, s, g, f) = t.await.context("backfill task")?;
         ok += o;
         samples += s;
+        gz_bytes += g;
         failed.extend(f);
     }
     let secs = started.elapsed().as_secs_f64();
@@ -477,6 +479,7 @@ async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Resu
         "profiles_ok": ok,
         "profiles_failed": failed.len(),
         "pprof_samples": samples,
+        "gzip_pprof_bytes": gz_bytes,
         "seconds": round3(secs),
         "start_ms": start_ns / 1_000_000,
         "end_ms": (start_ns + per_service as i64 * interval_ns) / 1_000_000,
