@@ -7,8 +7,8 @@
 //! names); each query reads only the files added since the last one.
 //!
 //! Memory is bounded by a number of frames across services; the least recently used services
-//! are dropped first. A service with more frames than the whole bound is not kept (its flame
-//! graphs take the join).
+//! are dropped first. A service with more frames than the whole bound is not kept, and not
+//! read again: its flame graphs take the join.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -92,6 +92,10 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Inner {
     services: HashMap<(String, String), Slot>,
+    /// Services found bigger than the whole bound. Stacks are never removed, so they stay
+    /// too big: their flame graphs go straight to the join instead of reading the stacks
+    /// files on every query only to drop them.
+    too_big: HashSet<(String, String)>,
     tick: u64,
 }
 
@@ -126,6 +130,9 @@ impl FrameCache {
         let key = (tenant.to_owned(), service.to_owned());
         let slot = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.too_big.contains(&key) {
+                return Ok(None);
+            }
             inner.tick += 1;
             let tick = inner.tick;
             let slot = inner.services.entry(key.clone()).or_insert_with(|| Slot {
@@ -157,6 +164,7 @@ impl FrameCache {
         if frames > self.max_frames {
             stacks.clear();
             inner.services.remove(&key);
+            inner.too_big.insert(key);
             return Ok(None);
         }
         if let Some(s) = inner.services.get_mut(&key) {

@@ -664,6 +664,7 @@ async fn cached_tree(
         .collect()
         .await
         .map_err(df_err)?;
+    let weighed = started.elapsed();
     let stacks = match q.service_stacks(tenant, service).await {
         Ok(Some(stacks)) => stacks,
         Ok(None) => return Ok(None),
@@ -673,7 +674,7 @@ async fn cached_tree(
             return Ok(None);
         }
     };
-    let weighed = started.elapsed();
+    let looked_up = started.elapsed();
     let mut tree = FlameTree::new();
     let mut missing = 0usize;
     for b in &batches {
@@ -691,7 +692,8 @@ async fn cached_tree(
     }
     tracing::debug!(
         weights_ms = weighed.as_secs_f64() * 1e3,
-        tree_ms = (started.elapsed() - weighed).as_secs_f64() * 1e3,
+        stacks_ms = (looked_up - weighed).as_secs_f64() * 1e3,
+        tree_ms = (started.elapsed() - looked_up).as_secs_f64() * 1e3,
         stacks = stacks.len(),
         // As the join would, samples whose stack is not in `stacks` are left out.
         missing,

@@ -108,6 +108,8 @@ async fn cached_flame_graphs_match_the_join_as_stacks_arrive() {
     assert!(has_function(&b, "b_only"));
     assert!(!has_function(&b, "parse"), "tenant a's stack in b's graph");
 
-    // A cache too small for the service answers through the join, with the same result.
+    // A cache too small for the service answers through the join, with the same result,
+    // also once it has marked the service as too big.
+    assert_eq!(flame(&tiny, "a", "api").await, second);
     assert_eq!(flame(&tiny, "a", "api").await, second);
 }
