@@ -2,12 +2,14 @@
 # Cached Python venvs holding real Python clients, for the acceptance tests:
 # the Pyroscope SDKs (tests/python/cpu_burner.py pushes profiles with them) and
 # the ADBC Flight SQL driver (tests/python/flight_sql_client.py queries with it);
-# and DuckDB + chdb for the query benchmark (scripts/bench-query.sh, not a test).
+# DuckDB + chdb for the query benchmark (scripts/bench-query.sh, not a test); and
+# the deploy/ validators (tests/python/validate_deploy.py: kubernetes-validate's
+# Kubernetes schemas, check-jsonschema's vendored Compose specification schema).
 #
-# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench]
+# Usage: scripts/python-env.sh [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench|deploy]
 #   With a name: makes that venv. Without: makes the two Pyroscope ones (0.8.16,
-#   then 1.4.0), as before flightsql existed; name flightsql or querybench to
-#   make those.
+#   then 1.4.0), as before flightsql existed; name flightsql, querybench or
+#   deploy to make those.
 #   Stdout carries only the venvs' python paths, one line each, so the last
 #   line is the chosen venv's python; pip's chatter goes to stderr.
 #
@@ -22,6 +24,7 @@ declare -A PACKAGES=(
   [pyroscope-0.8.16]="pyroscope-io==0.8.16"
   [flightsql]="adbc-driver-flightsql==1.13.0 pyarrow==26.0.1"
   [querybench]="duckdb==2.0.1 chdb==4.4.0 pyarrow==26.0.1"
+  [deploy]="kubernetes-validate==1.37.0 check-jsonschema==0.39.0 jsonschema==4.26.0 PyYAML==6.0.3"
 )
 # What each venv must be able to import before it is marked ready.
 declare -A IMPORTS=(
@@ -29,6 +32,7 @@ declare -A IMPORTS=(
   [pyroscope-0.8.16]="pyroscope"
   [flightsql]="adbc_driver_flightsql.dbapi, pyarrow"
   [querybench]="duckdb, chdb, pyarrow"
+  [deploy]="kubernetes_validate, check_jsonschema, jsonschema, yaml"
 )
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,7 +46,7 @@ if [[ $# -eq 0 ]]; then
 elif [[ $# -eq 1 && -n "$1" && -n "${PACKAGES[$1]+x}" ]]; then
   names=("$1")
 else
-  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench]" >&2
+  echo "usage: $0 [pyroscope-1.4.0|pyroscope-0.8.16|flightsql|querybench|deploy]" >&2
   exit 2
 fi
 
