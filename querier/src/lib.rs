@@ -14,6 +14,9 @@
 //!
 //!  GET /api/v1/anomalies, GET|POST    ──▶ anomalies.rs ──▶ the tenant's `anomalies` view
 //!   /api/v1/annotations (Grafana)          (DataFrame filters, timeout, memory limit)
+//!
+//!  GET /, /ui/app.js, /ui/style.css   ──▶ ui.rs (the web UI: files of ui/dist embedded at
+//!                                          build time; it calls the APIs above)
 //! ```
 
 pub mod anomalies;
@@ -32,6 +35,7 @@ pub mod query;
 mod rollup;
 pub mod selector;
 pub mod sql;
+pub mod ui;
 
 pub use error::QueryError;
 pub use metrics::QueryMetrics;

@@ -303,11 +303,13 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     let registry = Registry::new();
     let ready = Arc::new(AtomicBool::new(false));
 
-    let mut http = server::common_routes(server::Common {
+    let common = server::Common {
         registry: registry.clone(),
         ready: ready.clone(),
         role: role.name(),
-    });
+    };
+    // The querier's web UI takes `/`; other roles answer it with the text index.
+    let mut http = server::common_routes(common, !role.runs(Role::Querier));
     let mut grpc = tonic::service::Routes::default();
     let mut background = Vec::new();
     // Cancelled on SIGTERM/SIGINT. Background tasks stop on it at once: the batcher then
@@ -378,7 +380,8 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             .merge(stackdrift_querier::sql::routes(querier.clone()))
             .merge(stackdrift_querier::connect::routes(querier.clone()))
             .merge(stackdrift_querier::export::routes(querier.clone()))
-            .merge(stackdrift_querier::anomalies::routes(querier.clone()));
+            .merge(stackdrift_querier::anomalies::routes(querier.clone()))
+            .merge(stackdrift_querier::ui::routes());
         grpc = grpc.add_service(FlightSql::server(querier.clone()));
         grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }

@@ -20,13 +20,18 @@ pub(crate) struct Common {
     pub(crate) role: &'static str,
 }
 
-/// `/ready`, `/metrics` and `/` (what this is), for every role.
-pub(crate) fn common_routes(common: Common) -> Router {
-    Router::new()
+/// `/ready`, `/metrics` and `/api` (what this is, as text), for every role; with
+/// `text_index`, the text is also served at `/` (roles without the querier, whose web UI
+/// takes `/` otherwise).
+pub(crate) fn common_routes(common: Common, text_index: bool) -> Router {
+    let mut router = Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/", get(index))
-        .with_state(common)
+        .route("/api", get(index));
+    if text_index {
+        router = router.route("/", get(index));
+    }
+    router.with_state(common)
 }
 
 async fn ready(State(c): State<Common>) -> Response {
@@ -53,11 +58,18 @@ async fn metrics(State(c): State<Common>) -> Response {
 
 async fn index(State(c): State<Common>) -> String {
     format!(
-        "stackdrift {} ({} role)\n\nGET  /ready\nGET  /metrics\n\
-         POST /push.v1.PusherService/Push   (ingester: Connect or gRPC)\n\
-         POST /ingest                       (ingester: Pyroscope legacy)\n\
-         POST /v1development/profiles       (ingester: OTLP/HTTP; OTLP gRPC on this port)\n\
-         POST /api/v1/sql                   (querier)\n",
+        "stackdrift {} ({} role)\n\n\
+         GET  /ready\n\
+         GET  /metrics\n\
+         GET  /api                                 (this text)\n\
+         GET  /                                    (querier: web UI; this text on other roles)\n\
+         POST /push.v1.PusherService/Push          (ingester: Connect or gRPC)\n\
+         POST /ingest                              (ingester: Pyroscope legacy)\n\
+         POST /v1development/profiles              (ingester: OTLP/HTTP; OTLP gRPC on this port)\n\
+         POST /api/v1/sql                          (querier)\n\
+         POST /querier.v1.QuerierService/<Method>  (querier: Connect or gRPC)\n\
+         GET  /api/v1/anomalies                    (querier)\n\
+         GET  /debug/pprof/profile?seconds=N       (this process's CPU profile, pprof)\n",
         env!("CARGO_PKG_VERSION"),
         c.role
     )

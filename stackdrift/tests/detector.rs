@@ -6,13 +6,18 @@
 //!   costs 6 % more of the total. The detector must report it (once, as a regression of
 //!   `json.encode`, not of its callers), list it in `/api/v1/anomalies` and SQL, post it to a
 //!   JSON webhook the test runs, and link a diff flame graph that renders.
+//!   Then the web UI is checked in a real browser against the same server (see
+//!   [`browser_acceptance`]): flame graph, anomaly list, the anomaly's diff, SQL console.
 //! * `deploy_without_change_reports_nothing`: the same deploy, no change of weights: once
 //!   the detector has evaluated every pushed window, nothing is reported or notified.
+//! * `ui_dist_is_built_from_ui_src`: the web UI embedded in the binary (`ui/dist`) is what
+//!   `scripts/build-ui.sh` makes of `ui/src` now.
 //!
 //! The noise is seeded (the same data every run); `DETECTOR_SEED=N` draws other noise.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -499,11 +504,15 @@ async fn regression_after_deploy_is_stored_listed_and_notified() {
         assert!(ids.contains(id), "regression {a:#} was not notified");
     }
     eprintln!(
-        "{} anomalies listed, {} notified; test took {:?}",
+        "{} anomalies listed, {} notified after {:?}",
         anomalies.len(),
         bodies.len(),
         started.elapsed()
     );
+
+    // The web UI shows the same in a browser.
+    browser_acceptance(&url, &data).await;
+    eprintln!("test took {:?}", started.elapsed());
     let status = sd.terminate(Duration::from_secs(30));
     assert!(status.success(), "stackdrift all exited with {status}");
 }
@@ -557,4 +566,154 @@ async fn deploy_without_change_reports_nothing() {
     eprintln!("no change: test took {:?}", started.elapsed());
     let status = sd.terminate(Duration::from_secs(30));
     assert!(status.success(), "stackdrift all exited with {status}");
+}
+
+/// The repository's root.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate is in the repository")
+        .to_owned()
+}
+
+/// Cargo's target directory (the one holding the binary under test).
+fn target_dir() -> PathBuf {
+    bin()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/stackdrift")
+        .to_owned()
+}
+
+/// Runs `scripts/browser-env.sh` with `what` (`ui` or `all`) and returns its `KEY=VALUE`
+/// lines. It installs, once and cached under target/, TypeScript, playwright-core and
+/// Debian's Chromium.
+async fn browser_env(what: &str) -> BTreeMap<String, String> {
+    let out = tokio::process::Command::new(repo_root().join("scripts/browser-env.sh"))
+        .arg(what)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("running scripts/browser-env.sh");
+    assert!(
+        out.status.success(),
+        "scripts/browser-env.sh {what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The function of the widest node below the root: the heaviest first frame of [`STACKS`].
+fn widest_function() -> &'static str {
+    let mut by_root: BTreeMap<&str, f64> = BTreeMap::new();
+    for (stack, mean) in STACKS {
+        *by_root.entry(stack.split(';').next().unwrap()).or_default() += mean;
+    }
+    by_root
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("stacks")
+        .0
+}
+
+/// The function with the most self time, before and after the deploy.
+fn hottest_leaf() -> &'static str {
+    let (stack, _) = STACKS
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("stacks");
+    stack.rsplit(';').next().unwrap()
+}
+
+/// The web UI against the running server, in Debian's Chromium driven by playwright-core
+/// (`tests/browser/ui_test.mjs`): the flame graph of the service over the last 3 hours has
+/// the expected widest function, tooltip, zoom and search; the anomaly list shows the
+/// regression; its diff link opens the diff view with `json.encode` marked as a (red)
+/// regression, and so does a diff of the ranges before and after the deploy; the SQL console
+/// shows the anomaly's row and a refused statement's error. Screenshots of every view go to
+/// `target/ui-test/`.
+async fn browser_acceptance(url: &str, data: &Dataset) {
+    let started = Instant::now();
+    let env = browser_env("all").await;
+    eprintln!(
+        "browser environment ready in {:?}: {env:?}",
+        started.elapsed()
+    );
+    let shots = target_dir().join("ui-test");
+    let function = REGRESSING.rsplit(';').next().unwrap();
+    let baseline = format!("{},{}", data.start_ms(0), data.start_ms(DEPLOY) - 1);
+    let comparison = format!("{},{}", data.start_ms(DEPLOY), data.start_ms(WINDOWS) - 1);
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(repo_root().join("tests/browser/ui_test.mjs"))
+        .env("STACKDRIFT_URL", url)
+        .env("CHROMIUM", &env["chromium"])
+        .env("PLAYWRIGHT_MODULES", &env["node_modules"])
+        .env("SCREENSHOT_DIR", &shots)
+        .env("EXPECT_SERVICE", SERVICE)
+        .env("EXPECT_TOP", widest_function())
+        .env("EXPECT_HOT", hottest_leaf())
+        .env("EXPECT_REGRESSED", function)
+        .env("DIFF_BASELINE", &baseline)
+        .env("DIFF_COMPARISON", &comparison)
+        .env("DIFF_LABEL", "version")
+        .env("DIFF_VALUES", format!("{OLD},{NEW}"))
+        .env("FILTER", "region=eu-west")
+        // The pushed windows end at the last whole minute and span 150 minutes.
+        .env("RANGE", "now-3h")
+        .env("TENANT", TENANT)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the browser test did not finish within 240 s")
+        .expect("running node (Node.js 20+ must be installed)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser test failed ({}); screenshots in {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status,
+        shots.display()
+    );
+    eprintln!(
+        "{stdout}browser test passed in {:?}; screenshots in {}",
+        started.elapsed(),
+        shots.display()
+    );
+}
+
+/// `ui/dist` (embedded in the binary) must be what `scripts/build-ui.sh` builds from
+/// `ui/src` with the pinned compiler: the build is deterministic, so byte for byte.
+#[tokio::test]
+async fn ui_dist_is_built_from_ui_src() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(repo_root().join("scripts/build-ui.sh"))
+        .arg(out_dir.path())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("running scripts/build-ui.sh");
+    assert!(
+        out.status.success(),
+        "scripts/build-ui.sh failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["app.js", "index.html", "style.css"] {
+        let built = std::fs::read(out_dir.path().join(name)).expect("built file");
+        let committed = std::fs::read(repo_root().join("ui/dist").join(name)).expect("ui/dist");
+        assert!(
+            built == committed,
+            "ui/dist/{name} is not what scripts/build-ui.sh builds from ui/src: \
+             run scripts/build-ui.sh and commit ui/dist"
+        );
+    }
 }

@@ -71,6 +71,10 @@ async fn ingester_and_querier_processes_share_the_tables() {
     let url = ingester.url.clone();
     let ready = http.get(format!("{url}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    // Without the querier, `/` is the text index.
+    let index = http.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.unwrap().contains("(ingester role)"));
 
     // Connect (HTTP/1.1, application/proto) for tenant acme.
     let connect = tokio::spawn({
@@ -123,6 +127,26 @@ async fn ingester_and_querier_processes_share_the_tables() {
             .status(),
         200
     );
+    // The querier serves the web UI at `/` and the text index at `/api`.
+    let page = http.get(format!("{q}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("ui/app.js"));
+    let script = http.get(format!("{q}/ui/app.js")).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let index = http.get(format!("{q}/api")).send().await.unwrap();
+    assert!(index.text().await.unwrap().contains("(querier role)"));
 
     let expected = |f: &str| function_totals(&decode_profile(&fixture(f), 1 << 30).unwrap(), "cpu");
     let (status, rows) = sql_json(
