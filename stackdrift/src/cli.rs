@@ -19,7 +19,13 @@ use clap::{Args, CommandFactory, Parser, ValueEnum};
     version,
     about,
     max_term_width = 100,
-    args_override_self = true
+    args_override_self = true,
+    after_help = "Client commands, against a running stackdrift (see `stackdrift COMMAND --help`):\n  \
+                  push FILES… --service S   push pprof files\n  \
+                  sql \"SELECT …\"            run a SQL query\n  \
+                  flamegraph --service S    flame graph as SVG, pprof or a table\n  \
+                  diff --service S …        compare two ranges or label selections\n  \
+                  anomalies                 list what the detector found"
 )]
 pub(crate) struct Cli {
     /// Role to run: every role in one process (`all`) or one of them.
@@ -343,6 +349,28 @@ pub(crate) struct Settings {
     /// Log format.
     #[arg(long, env = "STACKDRIFT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+
+    /// Push this process's own CPU profile (service `stackdrift-<role>`) every
+    /// --self-profile-interval to --self-profile-url.
+    #[arg(long, env = "STACKDRIFT_SELF_PROFILE")]
+    pub(crate) self_profile: bool,
+
+    /// Self-profiling: length of each CPU profile, and so the push interval (e.g. 10s).
+    #[arg(long, env = "STACKDRIFT_SELF_PROFILE_INTERVAL", default_value = "10s")]
+    pub(crate) self_profile_interval: String,
+
+    /// Self-profiling: ingester to push to (default: this process, when it runs the
+    /// ingester).
+    #[arg(long, env = "STACKDRIFT_SELF_PROFILE_URL", value_name = "URL")]
+    pub(crate) self_profile_url: Option<String>,
+
+    /// Self-profiling: tenant to push as (`X-Scope-OrgID`; default the server's anonymous).
+    #[arg(long, env = "STACKDRIFT_SELF_PROFILE_TENANT")]
+    pub(crate) self_profile_tenant: Option<String>,
+
+    /// Self-profiling: token for the push, when the ingester has a tokens file.
+    #[arg(long, env = "STACKDRIFT_SELF_PROFILE_TOKEN", hide_env_values = true)]
+    pub(crate) self_profile_token: Option<String>,
 
     /// Seconds to wait for in-flight requests and buffered data on shutdown.
     #[arg(long, env = "STACKDRIFT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]

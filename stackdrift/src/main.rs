@@ -8,6 +8,8 @@
 //! against the same URL: `all` on a laptop, or each role scaled on its own.
 
 mod cli;
+mod client;
+mod selfprof;
 mod server;
 
 use std::io::Write;
@@ -47,8 +49,24 @@ use crate::cli::{LogFormat, Role, Settings};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| client::COMMANDS.contains(&a))
+    {
+        return match client::main(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stackdrift: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let cli = match cli::parse() {
         Ok(c) => c,
+        // `--help`, `--version` (to stdout, status 0) and usage errors, as clap prints them.
+        Err(e) if e.is::<clap::Error>() => e.downcast_ref::<clap::Error>().unwrap().exit(),
         Err(e) => {
             eprintln!("stackdrift: {e:#}");
             return std::process::ExitCode::from(2);
@@ -81,7 +99,10 @@ fn init_logging(s: &Settings) {
     let directives = if s.log_level.contains("kernel") || s.log_level.contains("deltalake") {
         s.log_level.clone()
     } else {
-        format!("{},buoyant_kernel=off,deltalake_core=warn", s.log_level)
+        format!(
+            "{},buoyant_kernel=off,deltalake_core=warn,pprof=warn",
+            s.log_level
+        )
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directives))
@@ -310,6 +331,21 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     };
     // The querier's web UI takes `/`; other roles answer it with the text index.
     let mut http = server::common_routes(common, !role.runs(Role::Querier));
+    let sampler = selfprof::Sampler::default();
+    http = http.merge(selfprof::routes(sampler.clone(), auth.clone()));
+    let self_profile_interval = if s.self_profile {
+        if s.self_profile_url.is_none() && !role.runs(Role::Ingester) {
+            anyhow::bail!(
+                "--self-profile: this role has no ingester to push to; set --self-profile-url"
+            );
+        }
+        match stackdrift_compactor::policy::parse_duration(&s.self_profile_interval) {
+            Ok(Some(d)) if d >= Duration::from_secs(1) => Some(d),
+            _ => anyhow::bail!("--self-profile-interval must be a duration of at least 1s"),
+        }
+    } else {
+        None
+    };
     let mut grpc = tonic::service::Routes::default();
     let mut background = Vec::new();
     // Cancelled on SIGTERM/SIGINT. Background tasks stop on it at once: the batcher then
@@ -419,6 +455,25 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
     info!(%addr, role = role.name(), "listening (HTTP and gRPC)");
+    if let Some(interval) = self_profile_interval {
+        let url = match &s.self_profile_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        info!(%url, interval_secs = interval.as_secs(), "pushing own CPU profile");
+        tokio::spawn(selfprof::push_loop(
+            sampler,
+            selfprof::SelfPush {
+                url,
+                tenant: s.self_profile_tenant.clone(),
+                token: s.self_profile_token.clone(),
+                interval,
+                service: format!("stackdrift-{}", role.name()),
+            },
+            shutdown.child_token(),
+        ));
+    }
 
     tokio::spawn({
         let shutdown = shutdown.clone();

@@ -510,6 +510,24 @@ async fn regression_after_deploy_is_stored_listed_and_notified() {
         started.elapsed()
     );
 
+    // The CLI lists it too, with an absolute link to its diff.
+    let cli = std::process::Command::new(bin())
+        .args(["anomalies", "--url", &url, "--kind", "regression"])
+        .output()
+        .expect("running stackdrift anomalies");
+    let table = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        cli.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        table.lines().any(|l| l.contains("regression")
+            && l.contains("json.encode")
+            && l.contains(&format!("{url}/api/v1/diff.svg?"))),
+        "stackdrift anomalies does not list the regression of json.encode:\n{table}"
+    );
+
     // The web UI shows the same in a browser.
     browser_acceptance(&url, &data).await;
     eprintln!("test took {:?}", started.elapsed());
