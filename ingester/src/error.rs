@@ -46,6 +46,9 @@ pub enum IngestError {
     /// The ingester is shutting down.
     #[error("ingester is shutting down")]
     ShuttingDown,
+    /// The ingester holds as many pushes as its memory bound allows.
+    #[error("{0}")]
+    Overloaded(String),
     /// The tenant is over its ingestion rate.
     #[error("{message}")]
     RateLimited {
@@ -72,7 +75,7 @@ impl IngestError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -82,6 +85,7 @@ impl IngestError {
             Self::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Self::Overloaded(_) => Some(1),
             Self::Unavailable(_) | Self::ShuttingDown => Some(5),
             _ => None,
         }
@@ -123,6 +127,7 @@ impl IngestError {
             Self::Unavailable(_) => "storage_unavailable",
             Self::ShuttingDown => "shutting_down",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded(_) => "inflight_limit",
         }
     }
 }

@@ -8,6 +8,7 @@ use stackdrift_proto::push::v1::pusher_service_server::{PusherService, PusherSer
 use stackdrift_proto::push::v1::{PushRequest, PushResponse};
 use tonic::{Request, Response, Status};
 
+use crate::inflight::InflightPermit;
 use crate::push::Ingester;
 
 /// The gRPC service.
@@ -29,24 +30,25 @@ impl GrpcPusher {
 #[tonic::async_trait]
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let (tenant, request, size) = admit(&self.ingester, request)?;
+        let (tenant, request, size, _permit) = admit(&self.ingester, request)?;
         self.ingester.push(&tenant, &request, size).await?;
         Ok(Response::new(PushResponse {}))
     }
 }
 
 /// Admits a gRPC request by its metadata (as [`Ingester::admit`]); returns the tenant, the
-/// message and its encoded size. A refusal is counted and becomes the gRPC status.
+/// message, its encoded size and the in-flight reservation (hold it until answering). A
+/// refusal is counted and becomes the gRPC status.
 pub fn admit<T: Message>(
     ingester: &Ingester,
     request: Request<T>,
-) -> Result<(String, T, usize), Status> {
+) -> Result<(String, T, usize, InflightPermit), Status> {
     let md = request.metadata();
     let authorization = md.get("authorization").map(|v| v.as_bytes());
     let org_id = md.get(TENANT_HEADER).map(|v| v.as_bytes());
     let size = request.get_ref().encoded_len();
     match ingester.admit(authorization, org_id, size) {
-        Ok(tenant) => Ok((tenant, request.into_inner(), size)),
+        Ok((tenant, permit)) => Ok((tenant, request.into_inner(), size, permit)),
         Err(e) => {
             ingester.reject(&e);
             Err(Status::from(e))

@@ -15,6 +15,7 @@ use stackdrift_model::tenant::TENANT_HEADER;
 use stackdrift_proto::push::v1::PushRequest;
 
 use crate::error::{IngestError, connect_code};
+use crate::inflight::InflightPermit;
 use crate::json;
 use crate::push::Ingester;
 
@@ -31,12 +32,13 @@ pub fn routes(ingester: Arc<Ingester>) -> Router {
 }
 
 /// Admits a request by its headers: authentication, tenant (`X-Scope-OrgID`, else
-/// `anonymous`), body size and ingestion rate. Returns the tenant.
+/// `anonymous`), body size, in-flight memory and ingestion rate. Returns the tenant and the
+/// in-flight reservation (hold it until answering).
 pub fn admit(
     ingester: &Ingester,
     headers: &HeaderMap,
     body_bytes: usize,
-) -> Result<String, IngestError> {
+) -> Result<(String, InflightPermit), IngestError> {
     ingester.admit(
         headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
@@ -91,7 +93,7 @@ async fn connect_push(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let tenant = admit(&ingester, &headers, body.len())?;
+        let (tenant, permit) = admit(&ingester, &headers, body.len())?;
         let ct = content_type(&headers);
         let limit = ingester.limits_for(&tenant).max_decompressed_bytes;
         let raw = request_body(&headers, &body, limit)?;
@@ -104,10 +106,10 @@ async fn connect_push(
             "application/json" => json::push_request(&raw)?,
             other => return Err(IngestError::UnsupportedMediaType(other.to_owned())),
         };
-        Ok((tenant, request, ct))
+        Ok((tenant, request, ct, permit))
     }
     .await;
-    let (tenant, request, ct) = match result {
+    let (tenant, request, ct, _permit) = match result {
         Ok(v) => v,
         Err(e) => {
             ingester.reject(&e);

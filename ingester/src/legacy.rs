@@ -229,7 +229,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let tenant = match admit(&ingester, &headers, body.len()) {
+    let (tenant, _permit) = match admit(&ingester, &headers, body.len()) {
         Ok(t) => t,
         Err(e) => return reject(&ingester, e),
     };

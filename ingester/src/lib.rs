@@ -10,6 +10,9 @@
 //!                      answer ◀── commit ok ◀─┴──────────── Batcher (batcher.rs) ─▶ Store::append
 //! ```
 //!
+//! Admission (`Ingester::admit`) reserves each push's memory from a process-wide budget
+//! (inflight.rs) and refuses with 429 what does not fit, so bursts cost bounded memory.
+//!
 //! A push that fails validation is answered at once and never enters a batch, so it cannot
 //! affect the good pushes batched around it.
 
@@ -17,6 +20,7 @@ pub mod batcher;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod inflight;
 pub mod json;
 pub mod legacy;
 pub mod limits;

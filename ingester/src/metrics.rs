@@ -1,6 +1,6 @@
 //! Prometheus metrics of the ingester.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Counters and histograms, registered once per process.
 #[derive(Debug, Clone)]
@@ -21,12 +21,19 @@ pub struct IngestMetrics {
     pub commit_seconds: HistogramVec,
     /// Failed commits.
     pub commit_errors: IntCounterVec,
+    /// Memory reserved by pushes in flight (estimated, bytes).
+    pub inflight_bytes: IntGauge,
 }
 
 impl IngestMetrics {
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let m = Self {
+            inflight_bytes: IntGauge::new(
+                "stackdrift_ingest_inflight_bytes",
+                "Memory reserved by pushes being decoded or waiting for their commit \
+                 (estimated from body sizes)",
+            )?,
             profiles: IntCounterVec::new(
                 Opts::new(
                     "stackdrift_ingest_profiles_total",
@@ -92,6 +99,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.flush_seconds.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
         registry.register(Box::new(m.commit_errors.clone()))?;
+        registry.register(Box::new(m.inflight_bytes.clone()))?;
         Ok(m)
     }
 }

@@ -435,7 +435,7 @@ impl ProfilesService for GrpcProfiles {
         &self,
         request: tonic::Request<ExportProfilesServiceRequest>,
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
-        let (tenant, request, size) = crate::grpc::admit(&self.ingester, request)?;
+        let (tenant, request, size, _permit) = crate::grpc::admit(&self.ingester, request)?;
         self.ingester.push_otlp(&tenant, &request, size).await?;
         Ok(tonic::Response::new(
             ExportProfilesServiceResponse::default(),
@@ -453,7 +453,7 @@ pub async fn http_export(
 ) -> Response {
     let json = content_type(&headers) == "application/json";
     let result = async {
-        let tenant = admit(&ingester, &headers, body.len())?;
+        let (tenant, permit) = admit(&ingester, &headers, body.len())?;
         let limit = ingester.limits_for(&tenant).max_decompressed_bytes;
         let raw = request_body(&headers, &body, limit)?;
         let request = match content_type(&headers).as_str() {
@@ -471,11 +471,11 @@ pub async fn http_export(
                 )));
             }
         };
-        Ok((tenant, request))
+        Ok((tenant, request, permit))
     }
     .await;
     let result = match result {
-        Ok((tenant, request)) => ingester.push_otlp(&tenant, &request, body.len()).await,
+        Ok((tenant, request, _permit)) => ingester.push_otlp(&tenant, &request, body.len()).await,
         Err(e) => {
             ingester.reject(&e);
             Err(e)

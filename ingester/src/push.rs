@@ -12,6 +12,7 @@ use stackdrift_model::auth::Auth;
 
 use crate::batcher::Batcher;
 use crate::error::IngestError;
+use crate::inflight::{InflightBudget, InflightPermit};
 use crate::limits::{IngestLimits, RateLimiter, TenantLimits};
 use crate::metrics::IngestMetrics;
 
@@ -22,6 +23,7 @@ pub struct Ingester {
     limits: TenantLimits,
     auth: Auth,
     rate: RateLimiter,
+    inflight: Arc<InflightBudget>,
     clock: SharedClock,
     metrics: IngestMetrics,
 }
@@ -33,6 +35,9 @@ pub struct Admission {
     pub limits: TenantLimits,
     /// Tenant tokens; disabled by default.
     pub auth: Auth,
+    /// Memory pushes in flight may hold, in bytes, estimated as
+    /// [`crate::inflight::EXPANSION`] × body bytes; `0`: unlimited.
+    pub max_inflight_bytes: usize,
 }
 
 impl Ingester {
@@ -43,11 +48,16 @@ impl Ingester {
         clock: SharedClock,
         metrics: IngestMetrics,
     ) -> Arc<Self> {
+        let inflight = InflightBudget::new(
+            admission.max_inflight_bytes,
+            Some(metrics.inflight_bytes.clone()),
+        );
         Arc::new(Self {
             batcher,
             limits: admission.limits,
             auth: admission.auth,
             rate: RateLimiter::default(),
+            inflight,
             clock,
             metrics,
         })
@@ -77,14 +87,15 @@ impl Ingester {
     }
 
     /// Admits a request: authenticates it (`Authorization`, `X-Scope-OrgID`), checks its size
-    /// against the tenant's body limit and charges it to the tenant's ingestion rate. Returns
-    /// the tenant.
+    /// against the tenant's body limit, reserves its memory from the in-flight budget and
+    /// charges it to the tenant's ingestion rate. Returns the tenant and the reservation, which
+    /// the caller holds until the push is answered.
     pub fn admit(
         &self,
         authorization: Option<&[u8]>,
         org_id: Option<&[u8]>,
         body_bytes: usize,
-    ) -> Result<String, IngestError> {
+    ) -> Result<(String, InflightPermit), IngestError> {
         let tenant = self.auth.tenant(authorization, org_id).map_err(|e| {
             if self.auth.enabled() {
                 IngestError::Unauthenticated(e.0)
@@ -99,9 +110,15 @@ impl Ingester {
                 limits.max_body_bytes
             )));
         }
+        let permit = self.inflight.try_acquire(body_bytes).ok_or_else(|| {
+            IngestError::Overloaded(format!(
+                "the ingester is at its memory limit for pushes in flight ({} MiB); retry shortly",
+                self.inflight.limit() >> 20
+            ))
+        })?;
         self.rate
             .admit(&tenant, body_bytes, limits, self.clock.now_us())?;
-        Ok(tenant)
+        Ok((tenant, permit))
     }
 
     /// The ingester's clock, µs since the epoch.

@@ -177,6 +177,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_INGESTION_BURST_BYTES", default_value_t = 2 << 20)]
     pub(crate) ingestion_burst_bytes: u64,
 
+    /// Ingest: memory all pushes in flight may hold, in MiB (estimated as 16 × their body
+    /// sizes); a push that does not fit is refused with 429 and `Retry-After`. 0 = unlimited.
+    #[arg(long, env = "STACKDRIFT_MAX_INFLIGHT_MIB", default_value_t = 256)]
+    pub(crate) max_inflight_mib: usize,
+
     /// Ingest: TOML file of per-tenant overrides of the ingest limits
     /// (`[tenants.NAME]` tables; keys as these flags, with `_`).
     #[arg(long, env = "STACKDRIFT_TENANT_LIMITS_FILE", value_name = "FILE")]

@@ -393,6 +393,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         let admission = Admission {
             limits,
             auth: auth.clone(),
+            max_inflight_bytes: s.max_inflight_mib.saturating_mul(1 << 20),
         };
         let ingester = Ingester::new(batcher, admission, system_clock(), metrics);
         http = http.merge(stackdrift_ingester::http::routes(ingester.clone()));

@@ -8,6 +8,7 @@ mod bad_input;
 mod compactor_crash;
 mod crash;
 mod otlp;
+mod overload;
 mod python_clients;
 
 use std::path::Path;
