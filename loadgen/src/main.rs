@@ -328,6 +328,9 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
 
 /// Pause of a client after a push that got no answer.
 const ERROR_BACKOFF: Duration = Duration::from_millis(20);
+/// How long a client waits after a 429 / 503 before its next push: the `Retry-After` the
+/// ingester sends for its in-flight limit.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What all clients share.
 #[derive(Debug)]
@@ -452,7 +455,16 @@ async fn backfill(args: &Args, generator: Generator, hours: f64) -> anyhow::Resu
                 let payload =
                     generator.payload(s as usize, start_ns + k as i64 * interval_ns, &mut rng);
                 let prepared = send::prepare(protocol, &payload);
-                match sender.send(&prepared).await {
+                // A backfill must arrive whole: refusals to come back later are retried.
+                let mut outcome = sender.send(&prepared).await;
+                for _ in 0..120 {
+                    if !outcome.is_retryable() {
+                        break;
+                    }
+                    tokio::time::sleep(REFUSED_BACKOFF).await;
+                    outcome = sender.send(&prepared).await;
+                }
+                match outcome {
                     Outcome::Accepted => {
                         ok += 1;
                         samples += payload.samples as u64;
@@ -584,10 +596,14 @@ async fn client(mut sender: Sender, shared: Arc<Shared>) -> Stats {
         let t0 = Instant::now();
         let outcome = sender.send(p).await;
         let failed = matches!(outcome, Outcome::Error(_));
+        let refused = outcome.is_retryable();
         stats.record(outcome, t0.elapsed(), p.bytes, p.samples);
         if failed {
             // No server to talk to: don't spin on the (shared) CPU.
             tokio::time::sleep(ERROR_BACKOFF).await;
+        } else if refused {
+            // As SDKs do after 429 / 503: wait before the next push.
+            tokio::time::sleep(REFUSED_BACKOFF).await;
         }
     }
     stats

@@ -113,6 +113,13 @@ pub(crate) enum Outcome {
     Error(String),
 }
 
+impl Outcome {
+    /// A refusal a client should retry later (429, 503 and their gRPC codes), as SDKs do.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self, Outcome::Refused(status, _) if ["429", "503", "grpc ResourceExhausted", "grpc Unavailable"].contains(&status.as_str()))
+    }
+}
+
 /// Target and credentials shared by all clients.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
