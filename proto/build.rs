@@ -10,7 +10,10 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("protos");
+    // Read at run time, not baked in with env!(): cargo reuses a build script's binary for
+    // another checkout of the same sources sharing the target directory (a CI clone), and a
+    // baked-in path would then point at the first checkout.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("protos");
     println!("cargo:rerun-if-changed={}", root.display());
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
     let fds = protox::compile(&files, [&root])?;

@@ -10,13 +10,21 @@
 //! revalidate, and a matching `If-None-Match` is answered 304 without a body) and
 //! `X-Content-Type-Options: nosniff`; the page also carries a Content Security Policy that
 //! allows scripts, styles and requests to this origin only.
+//!
+//! With tenant tokens on (`--auth-file`), the page and its files need a valid token too: a
+//! request without one gets 401 with `WWW-Authenticate: Basic`, so the browser asks for a user
+//! name (any) and password (the token) and then sends those credentials with every request of
+//! the page, its API calls included; the token field of the page works as well.
 
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use stackdrift_model::auth::Auth;
+use stackdrift_model::tenant::TENANT_HEADER;
 
 /// `ui/dist/index.html`.
 pub const INDEX_HTML: &str = include_str!("../../ui/dist/index.html");
@@ -101,26 +109,55 @@ static INDEX: Asset = Asset::new(INDEX_HTML, "text/html; charset=utf-8");
 static APP: Asset = Asset::new(APP_JS, "text/javascript; charset=utf-8");
 static STYLE: Asset = Asset::new(STYLE_CSS, "text/css; charset=utf-8");
 
-async fn index(headers: HeaderMap) -> Response {
-    INDEX.respond(&headers, true)
+/// `None` when the request may see the UI, else the 401 answer.
+fn refused(auth: &Auth, headers: &HeaderMap) -> Option<Response> {
+    if !auth.enabled() {
+        return None;
+    }
+    let e = auth
+        .tenant(
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        )
+        .err()?;
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"stackdrift\", charset=\"UTF-8\"",
+            )],
+            format!(
+                "{}: sign in with any user name and your stackdrift token as the password\n",
+                e.0
+            ),
+        )
+            .into_response(),
+    )
 }
 
-async fn app(headers: HeaderMap) -> Response {
-    APP.respond(&headers, false)
+async fn index(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    refused(&auth, &headers).unwrap_or_else(|| INDEX.respond(&headers, true))
 }
 
-async fn style(headers: HeaderMap) -> Response {
-    STYLE.respond(&headers, false)
+async fn app(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    refused(&auth, &headers).unwrap_or_else(|| APP.respond(&headers, false))
 }
 
-/// Routes of the UI: `/`, `/ui/`, `/ui/index.html`, `/ui/app.js`, `/ui/style.css`.
-pub fn routes() -> Router {
+async fn style(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    refused(&auth, &headers).unwrap_or_else(|| STYLE.respond(&headers, false))
+}
+
+/// Routes of the UI: `/`, `/ui/`, `/ui/index.html`, `/ui/app.js`, `/ui/style.css`; with
+/// tokens on, only for requests carrying a valid one.
+pub fn routes(auth: Auth) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/ui/", get(index))
         .route("/ui/index.html", get(index))
         .route("/ui/app.js", get(app))
         .route("/ui/style.css", get(style))
+        .with_state(auth)
 }
 
 #[cfg(test)]
@@ -136,7 +173,7 @@ mod tests {
         if let Some(v) = if_none_match {
             req = req.header(header::IF_NONE_MATCH, v);
         }
-        routes()
+        routes(Auth::disabled())
             .oneshot(req.body(Body::empty()).unwrap())
             .await
             .unwrap()
@@ -198,6 +235,29 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn with_tokens_on_the_page_needs_one() {
+        use base64::Engine;
+        let auth = Auth::from_pairs([("acme", "acme-token-1")]).unwrap();
+        let call = |authorization: Option<String>| {
+            let mut req = Request::get("/ui/app.js");
+            if let Some(a) = authorization {
+                req = req.header(header::AUTHORIZATION, a);
+            }
+            routes(auth.clone()).oneshot(req.body(Body::empty()).unwrap())
+        };
+        let resp = call(None).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(header_of(&resp, header::WWW_AUTHENTICATE).starts_with("Basic realm="));
+        let resp = call(Some("Bearer wrong-token".into())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let basic = base64::engine::general_purpose::STANDARD.encode("me:acme-token-1");
+        let resp = call(Some(format!("Basic {basic}"))).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let resp = call(Some("Bearer acme-token-1".into())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
     }
 
     #[test]

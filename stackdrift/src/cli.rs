@@ -179,7 +179,7 @@ pub(crate) struct Settings {
 
     /// Ingest: memory all pushes in flight may hold, in MiB (estimated as 16 × their body
     /// sizes); a push that does not fit is refused with 429 and `Retry-After`. 0 = unlimited.
-    #[arg(long, env = "STACKDRIFT_MAX_INFLIGHT_MIB", default_value_t = 256)]
+    #[arg(long, env = "STACKDRIFT_MAX_INFLIGHT_MIB", default_value_t = 1024)]
     pub(crate) max_inflight_mib: usize,
 
     /// Ingest: TOML file of per-tenant overrides of the ingest limits

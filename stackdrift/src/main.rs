@@ -418,7 +418,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             .merge(stackdrift_querier::connect::routes(querier.clone()))
             .merge(stackdrift_querier::export::routes(querier.clone()))
             .merge(stackdrift_querier::anomalies::routes(querier.clone()))
-            .merge(stackdrift_querier::ui::routes());
+            .merge(stackdrift_querier::ui::routes(auth.clone()));
         grpc = grpc.add_service(FlightSql::server(querier.clone()));
         grpc = grpc.add_service(stackdrift_querier::grpc::GrpcQuerier::server(querier));
     }

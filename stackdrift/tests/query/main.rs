@@ -3,6 +3,7 @@
 //! Responses are decoded with the project's own `querier.v1` types and checked against
 //! totals computed from what was pushed, and against SQL over the same range.
 
+mod access;
 mod cli;
 mod deploy;
 mod flight;
