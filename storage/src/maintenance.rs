@@ -264,10 +264,25 @@ impl TableSnapshot {
 
     /// A session for rewrite queries: bounded memory, spilling to the OS temp directory.
     fn session(&self) -> Result<SessionContext, StorageError> {
+        // A fair pool: with a greedy one, the first sorter to grow took the whole pool and the
+        // others could not even reserve what they need to spill. One partition: the rewrite
+        // runs beside ingest and queries, and a single aggregate + sort gets the whole pool.
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(self.memory_limit, 1.0)
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(self.memory_limit),
+            ))
             .build_arc()?;
-        let config = SessionConfig::new().with_batch_size(8192);
+        let mut config = SessionConfig::new()
+            .with_batch_size(8192)
+            .with_target_partitions(1);
+        // Read strings as plain Utf8, not views: a sort buffers its input batches, and view
+        // arrays keep (and are charged for) the whole decoded Parquet page buffers they point
+        // into, so a day's downsampling ran out of its memory pool at 1,000 stacks per profile.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         self.table
             .update_datafusion_session(&ctx.state())
