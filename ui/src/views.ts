@@ -158,7 +158,13 @@ class QueryBar {
     const types = await api.profileTypes(start, end);
     for (const t of types) this.units.set(t.ID, t.sampleUnit ?? t.ID.split(":")[2] ?? "");
     let type = params.get("type") ?? "";
-    if (!type && types.length) type = (types.find((t) => t.ID.includes(":cpu:")) ?? types[0]).ID;
+    // Prefer CPU time (sample type `cpu`), as Pyroscope does, over sample counts.
+    if (!type && types.length)
+      type = (
+        types.find((t) => t.ID.split(":")[1] === "cpu") ??
+        types.find((t) => t.ID.includes(":cpu:")) ??
+        types[0]
+      ).ID;
     const typeOptions: [string, string][] = types.map((t) => [t.ID, t.ID]);
     if (type && !types.some((t) => t.ID === type)) typeOptions.push([type, `${type} (no data in range)`]);
     setOptions(this.type, typeOptions, type);
