@@ -86,10 +86,12 @@ page.on("request", (r) => {
 /** Waits until a view has finished loading without an error. */
 async function ready(view) {
   const section = page.locator(`#view-${view}`);
-  await page.waitForFunction(
-    (id) => ["ready", "error"].includes(document.getElementById(id)?.dataset.state ?? ""),
-    `view-${view}`,
-  );
+  // The state must belong to the current hash: right after a click the previous load's
+  // `ready` is still there until the hashchange handler starts the next load.
+  await page.waitForFunction((id) => {
+    const e = document.getElementById(id);
+    return ["ready", "error"].includes(e?.dataset.state ?? "") && e?.dataset.route === location.hash;
+  }, `view-${view}`);
   const state = await section.getAttribute("data-state");
   const error = await section.evaluate((e) => e.querySelector(".view-error, .error")?.textContent ?? "");
   check(state === "ready", `view ${view} is ${state}: ${error}`);

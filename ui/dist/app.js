@@ -641,7 +641,9 @@ function diffColor(change) {
 // * diff: `lq`, `lfrom`, `luntil` (baseline selector and range), `rq`, `rfrom`, `runtil`
 //   (comparison), `search`;
 // * anomalies: `kind`, `since`, `all` (every service).
-// Each view's section carries `data-state` (`loading`, `ready`, `error`) for tests.
+// Each view's section carries `data-state` (`loading`, `ready`, `error`) and `data-route`
+// (the hash that state belongs to) for tests: a state is current only while its route is
+// `location.hash`, so a test never mistakes the previous load's `ready` for the next one's.
 const VIEWS = ["flame", "diff", "anomalies", "sql"];
 const RANGE_PRESETS = [
     ["now-15m", "Last 15 minutes"],
@@ -684,6 +686,7 @@ function navigate(view, params, replace = false) {
 /** Marks a view busy, done or failed. */
 function setState(section, state, error) {
     section.dataset.state = state;
+    section.dataset.route = location.hash;
     const box = section.querySelector(".view-error");
     if (box) {
         box.textContent = error ?? "";
@@ -874,6 +877,7 @@ class FlameView {
             else
                 p.delete("search");
             history.replaceState(null, "", routeHash("flame", p));
+            this.section.dataset.route = location.hash;
         });
         byId("reset-zoom").addEventListener("click", () => this.graph.zoomTo(null));
     }
@@ -1007,6 +1011,7 @@ class DiffView {
             else
                 p.delete("search");
             history.replaceState(null, "", routeHash("diff", p));
+            this.section.dataset.route = location.hash;
         });
         byId("diff-reset-zoom").addEventListener("click", () => this.graph.zoomTo(null));
     }
@@ -1226,8 +1231,11 @@ class SqlView {
         });
     }
     show() {
+        // The console's state belongs to its last query, which survives leaving the view.
         if (!this.section.dataset.state)
             setState(this.section, "ready");
+        else
+            this.section.dataset.route = location.hash;
     }
     async run() {
         const seq = ++this.seq;

@@ -8,7 +8,9 @@
 // * diff: `lq`, `lfrom`, `luntil` (baseline selector and range), `rq`, `rfrom`, `runtil`
 //   (comparison), `search`;
 // * anomalies: `kind`, `since`, `all` (every service).
-// Each view's section carries `data-state` (`loading`, `ready`, `error`) for tests.
+// Each view's section carries `data-state` (`loading`, `ready`, `error`) and `data-route`
+// (the hash that state belongs to) for tests: a state is current only while its route is
+// `location.hash`, so a test never mistakes the previous load's `ready` for the next one's.
 
 type ViewName = "flame" | "diff" | "anomalies" | "sql";
 const VIEWS: ViewName[] = ["flame", "diff", "anomalies", "sql"];
@@ -61,6 +63,7 @@ function navigate(view: ViewName, params: URLSearchParams, replace = false): voi
 /** Marks a view busy, done or failed. */
 function setState(section: HTMLElement, state: "loading" | "ready" | "error", error?: string): void {
   section.dataset.state = state;
+  section.dataset.route = location.hash;
   const box = section.querySelector(".view-error") as HTMLElement | null;
   if (box) {
     box.textContent = error ?? "";
@@ -268,6 +271,7 @@ class FlameView {
       if (this.search.value) p.set("search", this.search.value);
       else p.delete("search");
       history.replaceState(null, "", routeHash("flame", p));
+      this.section.dataset.route = location.hash;
     });
     byId("reset-zoom").addEventListener("click", () => this.graph.zoomTo(null));
   }
@@ -426,6 +430,7 @@ class DiffView {
       if (this.search.value) p.set("search", this.search.value);
       else p.delete("search");
       history.replaceState(null, "", routeHash("diff", p));
+      this.section.dataset.route = location.hash;
     });
     byId("diff-reset-zoom").addEventListener("click", () => this.graph.zoomTo(null));
   }
@@ -683,7 +688,9 @@ class SqlView {
   }
 
   show(): void {
+    // The console's state belongs to its last query, which survives leaving the view.
     if (!this.section.dataset.state) setState(this.section, "ready");
+    else this.section.dataset.route = location.hash;
   }
 
   async run(): Promise<void> {
