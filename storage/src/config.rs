@@ -20,6 +20,10 @@ pub struct StorageConfig {
     pub options: HashMap<String, String>,
 }
 
+/// How long the object store retries one request before it gives up (see
+/// [`StorageConfig::delta_options`]).
+pub const DEFAULT_RETRY_TIMEOUT: &str = "10s";
+
 impl StorageConfig {
     /// A local directory.
     pub fn local(path: impl AsRef<Path>) -> Self {
@@ -67,6 +71,26 @@ impl StorageConfig {
         Ok(url)
     }
 
+    /// The options handed to delta-rs: [`StorageConfig::options`], plus, for object stores
+    /// reached over the network, a bound on retrying one request (`retry_timeout`, 10 s
+    /// unless given). The object store retries failed requests with exponential backoff;
+    /// its own default keeps at it for 3 minutes, which during an outage would hold every
+    /// push and query that long. With the bound, an unreachable store fails a commit
+    /// (pushes get 503 with `Retry-After`) or a query (503) within seconds.
+    pub fn delta_options(&self) -> HashMap<String, String> {
+        let mut options = self.options.clone();
+        let remote = !matches!(
+            self.base_url().map(|u| u.scheme().to_owned()).as_deref(),
+            Ok("file" | "memory")
+        );
+        if remote {
+            options
+                .entry("retry_timeout".to_owned())
+                .or_insert_with(|| DEFAULT_RETRY_TIMEOUT.to_owned());
+        }
+        options
+    }
+
     /// URL of one table under the root; local table directories are created (delta-rs
     /// refuses to write into a missing local directory).
     pub fn table_url(&self, table: &str) -> Result<Url, StorageError> {
@@ -110,6 +134,16 @@ mod tests {
             s3.table_url("stacks").unwrap().as_str(),
             "s3://bucket/prefix/stacks/"
         );
+        assert_eq!(
+            s3.delta_options().get("retry_timeout").map(String::as_str),
+            Some(DEFAULT_RETRY_TIMEOUT)
+        );
+        let given = StorageConfig {
+            url: "s3://bucket/prefix".into(),
+            options: HashMap::from([("retry_timeout".to_owned(), "2m".to_owned())]),
+        };
+        assert_eq!(given.delta_options()["retry_timeout"], "2m");
+        assert!(!cfg.delta_options().contains_key("retry_timeout"));
         let bad = StorageConfig {
             url: "ftp://x/y".into(),
             options: HashMap::new(),

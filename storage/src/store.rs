@@ -23,7 +23,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use stackdrift_model::stack::stack_id_to_i64;
 use tokio::sync::Mutex;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::anomalies::{
@@ -69,6 +69,12 @@ pub struct Store {
     /// The subset of `known_stacks` that is committed, readable without waiting for a write:
     /// what [`Store::strip_committed_stacks`] may drop from incoming profiles.
     committed_stacks: std::sync::RwLock<HashMap<(String, String), HashSet<i64>>>,
+    /// This process's Delta application ID: every samples commit of [`Store::append`]
+    /// carries a transaction action `(writer_id, n)` with `n` counting up, so after an error
+    /// the store can tell whether the commit landed anyway (see [`Store::append`]).
+    writer_id: String,
+    /// The last `n` used with `writer_id`.
+    appends: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -100,6 +106,8 @@ impl Store {
             anomalies: Mutex::new(anomalies),
             known_stacks: Mutex::new(HashMap::new()),
             committed_stacks: std::sync::RwLock::new(HashMap::new()),
+            writer_id: writer_id(),
+            appends: std::sync::atomic::AtomicI64::new(0),
         }))
     }
 
@@ -123,6 +131,10 @@ impl Store {
 
         let mut table = self.samples.lock().await;
         let started = std::time::Instant::now();
+        let txn = self
+            .appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let mut attempt = 0;
         loop {
             let mut labels: Vec<String> = current_label_columns(&table)?;
@@ -142,23 +154,38 @@ impl Store {
                 .with_target_file_size(NonZeroU64::new(128 << 20))
                 .with_commit_properties(
                     deltalake::kernel::transaction::CommitProperties::default()
-                        .with_max_retries(COMMIT_RETRIES),
+                        .with_max_retries(COMMIT_RETRIES)
+                        .with_application_transaction(deltalake::kernel::Transaction::new(
+                            &self.writer_id,
+                            txn,
+                        )),
                 );
             if !new.is_empty() {
                 // New label keys grow the schema; older files read the new columns as NULL.
                 debug!(columns = ?new, "adding label columns");
                 write = write.with_schema_mode(SchemaMode::Merge);
             }
-            match write.await {
+            let error = match write.await {
                 Ok(t) => {
                     *table = t;
                     break;
                 }
+                Err(e) => e,
+            };
+            // An error does not prove the commit failed: the object store may have stored
+            // the log entry and lost the answer (a connection cut mid-request; its retry then
+            // finds the version taken, by this very commit). Look before reporting a failure
+            // or writing again, which would store the rows twice.
+            if self.landed(&mut table, txn).await {
+                warn!(error = %error, txn, "samples commit reported an error but is in the log");
+                break;
+            }
+            match error {
                 // Another writer changed the schema (added label columns) since this handle
                 // last looked: catch up and write again against the current schema.
-                Err(DeltaTableError::Transaction {
+                DeltaTableError::Transaction {
                     source: TransactionError::CommitConflict(reason),
-                }) if attempt < 5 => {
+                } if attempt < 5 => {
                     attempt += 1;
                     debug!(%reason, attempt, "samples commit conflicted; refreshing the table");
                     table
@@ -166,12 +193,36 @@ impl Store {
                         .await
                         .map_err(StorageError::delta(SAMPLES))?;
                 }
-                Err(e) => return Err(StorageError::delta(SAMPLES)(e)),
+                e => return Err(StorageError::delta(SAMPLES)(e)),
             }
         }
         stats.samples_commit = started.elapsed();
         stats.samples_version = table.version();
         Ok(stats)
+    }
+
+    /// Whether the samples commit `txn` of this process is in the log (brings `table` up to
+    /// date). `false` also when the log cannot be read: the caller then reports its error.
+    async fn landed(&self, table: &mut DeltaTable, txn: i64) -> bool {
+        table.update_incremental(None).await.is_ok()
+            && matches!(self.last_append(table).await, Ok(Some(v)) if v >= txn)
+    }
+
+    /// How many of this process's [`Store::append`] calls the samples log holds (as of
+    /// the handle's version): the last transaction number it recorded, `None` before the
+    /// first.
+    pub async fn committed_appends(&self) -> Result<Option<i64>, StorageError> {
+        let table = self.samples.lock().await;
+        self.last_append(&table).await
+    }
+
+    async fn last_append(&self, table: &DeltaTable) -> Result<Option<i64>, StorageError> {
+        table
+            .snapshot()
+            .map_err(StorageError::delta(SAMPLES))?
+            .transaction_version(table.log_store().as_ref(), &self.writer_id)
+            .await
+            .map_err(StorageError::delta(SAMPLES))
     }
 
     /// Bulk load for benchmarks and imports: appends each group of `groups` as its own data
@@ -806,6 +857,17 @@ fn current_label_columns(table: &DeltaTable) -> Result<Vec<String>, StorageError
         .collect())
 }
 
+/// A Delta application ID unique to this process (see `Store::writer_id`): std's randomly
+/// keyed hasher over the process ID and the time.
+fn writer_id() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let digest = std::hash::RandomState::new().hash_one((std::process::id(), nanos));
+    format!("stackdrift-ingest-{digest:016x}")
+}
+
 async fn open_or_create(
     config: &StorageConfig,
     name: &'static str,
@@ -815,7 +877,7 @@ async fn open_or_create(
     let url: Url = config.table_url(name)?;
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(StorageError::delta(name))?
-        .with_storage_options(config.options.clone())
+        .with_storage_options(config.delta_options())
         .build()
         .map_err(StorageError::delta(name))?;
     match table.load().await {
@@ -851,7 +913,7 @@ async fn open_or_create(
             // Another process may have created it at the same moment: load what it made.
             let mut again = DeltaTableBuilder::from_url(url)
                 .map_err(StorageError::delta(name))?
-                .with_storage_options(config.options.clone())
+                .with_storage_options(config.delta_options())
                 .build()
                 .map_err(StorageError::delta(name))?;
             if again.load().await.is_ok() {

@@ -112,6 +112,9 @@ async fn round_trip(config: StorageConfig) {
         profile: decode(&fixture("cpu_burn.pb.gz"), &base),
     };
     store.append(&[edge.clone(), other]).await.unwrap();
+    // Each append records its number in the log, so a commit whose answer was lost can be
+    // recognized as landed.
+    assert_eq!(store.committed_appends().await.unwrap(), Some(2));
 
     // Expected, straight from the pprof bytes.
     let mut expected_cpu = BTreeMap::new();
