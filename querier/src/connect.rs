@@ -127,6 +127,10 @@ pub fn connect_error(e: &QueryError) -> Response {
             HeaderValue::from_static("Bearer realm=\"stackdrift\""),
         );
     }
+    if let Some(secs) = e.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    }
     resp
 }
 

@@ -30,6 +30,9 @@ pub enum QueryError {
     /// No or wrong credentials.
     #[error("{0}")]
     Unauthenticated(String),
+    /// Too many queries running and waiting: retry later (429, `Retry-After`).
+    #[error("querier overloaded: {0}")]
+    Overloaded(String),
     /// The tables could not be read (object store unreachable, corrupt log).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -52,6 +55,7 @@ impl QueryError {
                 StatusCode::BAD_REQUEST
             }
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Memory { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -59,6 +63,12 @@ impl QueryError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), for refusals that
+    /// pass when the load does.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        matches!(self, Self::Overloaded(_)).then_some("1")
     }
 
     /// The gRPC status code (Connect uses its lower-case name).
@@ -70,7 +80,7 @@ impl QueryError {
             | Self::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::Timeout(_) => tonic::Code::DeadlineExceeded,
-            Self::Memory { .. } => tonic::Code::ResourceExhausted,
+            Self::Memory { .. } | Self::Overloaded(_) => tonic::Code::ResourceExhausted,
             Self::Unavailable(_) => tonic::Code::Unavailable,
             Self::Unimplemented(_) => tonic::Code::Unimplemented,
             Self::Internal(_) => tonic::Code::Internal,
@@ -99,6 +109,7 @@ impl QueryError {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Timeout(_) => "timeout",
             Self::Memory { .. } => "memory",
+            Self::Overloaded(_) => "overloaded",
             Self::Unavailable(_) => "unavailable",
             Self::Unimplemented(_) => "unimplemented",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the querier.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Query counters and latencies, registered once per process.
 #[derive(Debug, Clone)]
@@ -11,6 +13,10 @@ pub struct QueryMetrics {
     pub seconds: HistogramVec,
     /// Hours of flame graphs read from the compactor's hourly rollups instead of raw rows.
     pub rollup_hours: IntCounter,
+    /// Queries running now.
+    pub running: IntGauge,
+    /// Queries waiting for admission now.
+    pub queued: IntGauge,
 }
 
 impl QueryMetrics {
@@ -31,10 +37,17 @@ impl QueryMetrics {
                 "stackdrift_query_rollup_hours_total",
                 "Hours of flame graphs read from hourly rollups instead of raw rows",
             )?,
+            running: IntGauge::new("stackdrift_query_running", "Queries running now")?,
+            queued: IntGauge::new(
+                "stackdrift_query_queued",
+                "Queries waiting for admission now (--max-concurrent-queries)",
+            )?,
         };
         registry.register(Box::new(m.queries.clone()))?;
         registry.register(Box::new(m.seconds.clone()))?;
         registry.register(Box::new(m.rollup_hours.clone()))?;
+        registry.register(Box::new(m.running.clone()))?;
+        registry.register(Box::new(m.queued.clone()))?;
         Ok(m)
     }
 }

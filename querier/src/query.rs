@@ -2,6 +2,7 @@
 
 use stackdrift_model::auth::Auth;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
@@ -18,7 +19,7 @@ use tracing::debug;
 use crate::error::QueryError;
 use crate::frames::{FrameCache, ServiceStacks};
 use crate::metrics::QueryMetrics;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, Semaphore, SemaphorePermit};
 
 /// Per-query limits.
 #[derive(Debug, Clone)]
@@ -33,6 +34,12 @@ pub struct QueryConfig {
     pub auth: Auth,
     /// Frames of stacks kept across flame graph queries (see [`crate::frames`]); 0: none.
     pub frame_cache_frames: usize,
+    /// Queries (SQL, Flight SQL, profile queries, exports) that run at once; with
+    /// `memory_limit`, this bounds the memory the querier gives to queries.
+    pub max_concurrent: usize,
+    /// Queries that may wait for a slot beyond `max_concurrent` (their wait counts against
+    /// `timeout`); any more are refused at once with [`QueryError::Overloaded`].
+    pub max_queued: usize,
 }
 
 impl Default for QueryConfig {
@@ -43,6 +50,8 @@ impl Default for QueryConfig {
             batch_size: 8192,
             auth: Auth::disabled(),
             frame_cache_frames: crate::frames::DEFAULT_MAX_FRAMES,
+            max_concurrent: 4,
+            max_queued: 64,
         }
     }
 }
@@ -63,6 +72,10 @@ pub struct Querier {
     config: QueryConfig,
     metrics: QueryMetrics,
     frames: FrameCache,
+    /// One permit per query allowed to run.
+    running: Semaphore,
+    /// Queries waiting for a permit.
+    waiting: AtomicUsize,
 }
 
 impl Querier {
@@ -71,6 +84,8 @@ impl Querier {
         Arc::new(Self {
             store,
             frames: FrameCache::new(config.frame_cache_frames),
+            running: Semaphore::new(config.max_concurrent.max(1)),
+            waiting: AtomicUsize::new(0),
             config,
             metrics,
         })
@@ -182,13 +197,19 @@ impl Querier {
         );
     }
 
-    /// Runs `work` (a profile query) under the per-query timeout.
+    /// Runs `work` (a query) once admitted (see [`QueryConfig::max_concurrent`]), under the
+    /// per-query timeout, which counts the wait for admission too.
     pub async fn limited<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, QueryError>>,
     ) -> Result<T, QueryError> {
         let limit = self.config.timeout;
-        match tokio::time::timeout(limit, work).await {
+        let admitted = async {
+            let _permit = self.admit().await?;
+            let _running = GaugeGuard::inc(&self.metrics.running);
+            work.await
+        };
+        match tokio::time::timeout(limit, admitted).await {
             Ok(Err(QueryError::Memory { detail, .. })) => Err(QueryError::Memory {
                 limit_mib: self.config.memory_limit >> 20,
                 detail,
@@ -196,6 +217,28 @@ impl Querier {
             Ok(r) => r,
             Err(_) => Err(QueryError::Timeout(limit.as_secs())),
         }
+    }
+
+    /// A permit to run one query: at once if a slot is free, after a wait if fewer than
+    /// `max_queued` queries wait already, else [`QueryError::Overloaded`].
+    async fn admit(&self) -> Result<SemaphorePermit<'_>, QueryError> {
+        if let Ok(permit) = self.running.try_acquire() {
+            return Ok(permit);
+        }
+        let waiting = Waiting::enter(&self.waiting);
+        if waiting.ahead >= self.config.max_queued {
+            return Err(QueryError::Overloaded(format!(
+                "{} queries running and {} waiting, the querier's limits \
+                 (--max-concurrent-queries, --max-queued-queries); retry later",
+                self.config.max_concurrent.max(1),
+                waiting.ahead
+            )));
+        }
+        let _queued = GaugeGuard::inc(&self.metrics.queued);
+        self.running
+            .acquire()
+            .await
+            .map_err(|_| QueryError::Internal("the querier is shutting down".into()))
     }
 
     /// The schema `sql` would answer with for `tenant`, planned (and checked to be read-only)
@@ -210,7 +253,9 @@ impl Querier {
     }
 
     /// Plans one statement and refuses anything but a query.
-    async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
+    ///
+    /// Public for the `sql_guard` fuzz target (fuzz/), which plans against one session.
+    pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, QueryError> {
         if sql.trim().is_empty() {
             return Err(QueryError::BadRequest("empty query".into()));
         }
@@ -239,6 +284,43 @@ impl Querier {
             .await
             .map_err(|e| QueryError::from_datafusion(e, mem))?;
         Ok(QueryOutput { schema, batches })
+    }
+}
+
+/// One place in the admission queue, given up when dropped (also when a timeout drops the
+/// waiting query).
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// Queries that were waiting when this one arrived.
+    ahead: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let ahead = count.fetch_add(1, Ordering::SeqCst);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Holds a gauge one higher while alive.
+struct GaugeGuard<'a>(&'a prometheus::IntGauge);
+
+impl<'a> GaugeGuard<'a> {
+    fn inc(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -213,10 +213,15 @@ pub fn encode(out: &QueryOutput, format: Format) -> Result<Vec<u8>, QueryError> 
 /// `{"error": "..."}` with the error's status.
 pub fn error_response(e: &QueryError) -> Response {
     let body = serde_json::json!({ "error": e.to_string() }).to_string();
-    (
+    let mut resp = (
         e.http_status(),
         [(header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(secs) = e.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static(secs));
+    }
+    resp
 }

@@ -78,6 +78,25 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_LISTEN", default_value = "0.0.0.0:4040")]
     pub(crate) listen: SocketAddr,
 
+    /// TLS certificate chain (PEM) for the HTTP and gRPC port; with --tls-key, the port
+    /// speaks only TLS (ALPN h2 and http/1.1).
+    #[arg(
+        long,
+        env = "STACKDRIFT_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(
+        long,
+        env = "STACKDRIFT_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
     /// Where the tables live: a directory, file:///…, s3://bucket/prefix, gs://…, az://…
     #[arg(long, env = "STACKDRIFT_STORAGE_URL", default_value = "./data")]
     pub(crate) storage_url: String,
@@ -205,6 +224,16 @@ pub(crate) struct Settings {
     /// each, plus each distinct function name once); 0 turns the cache off.
     #[arg(long, env = "STACKDRIFT_QUERY_FRAME_CACHE", default_value_t = 8 << 20)]
     pub(crate) query_frame_cache: usize,
+
+    /// Query: queries (SQL, Flight SQL, profile queries, exports) that run at once; with
+    /// --query-memory-mib this bounds the memory queries take.
+    #[arg(long, env = "STACKDRIFT_MAX_CONCURRENT_QUERIES", default_value_t = 4)]
+    pub(crate) max_concurrent_queries: usize,
+
+    /// Query: queries that may wait for a slot (the wait counts against the timeout); any
+    /// more get 429 with Retry-After (gRPC RESOURCE_EXHAUSTED).
+    #[arg(long, env = "STACKDRIFT_MAX_QUEUED_QUERIES", default_value_t = 64)]
+    pub(crate) max_queued_queries: usize,
 
     /// Compactor: seconds between compaction passes.
     #[arg(

@@ -11,6 +11,7 @@ mod cli;
 mod client;
 mod selfprof;
 mod server;
+mod tls;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -409,6 +410,8 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
                 memory_limit: s.query_memory_mib.max(1) << 20,
                 frame_cache_frames: s.query_frame_cache,
                 auth: auth.clone(),
+                max_concurrent: s.max_concurrent_queries.max(1),
+                max_queued: s.max_queued_queries,
                 ..QueryConfig::default()
             },
             QueryMetrics::new(&registry)?,
@@ -450,17 +453,22 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
     }
 
     let app: Router = server::dispatch(http, grpc.prepare().into_axum_router());
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .with_context(|| format!("binding {}", s.listen))?;
     let addr = listener.local_addr()?;
     ready.store(true, Ordering::Release);
-    info!(%addr, role = role.name(), "listening (HTTP and gRPC)");
+    info!(%addr, role = role.name(), tls = tls.is_some(), "listening (HTTP and gRPC)");
     if let Some(interval) = self_profile_interval {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = match &s.self_profile_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
-            None if addr.ip().is_unspecified() => format!("http://127.0.0.1:{}", addr.port()),
-            None => format!("http://{addr}"),
+            None if addr.ip().is_unspecified() => format!("{scheme}://127.0.0.1:{}", addr.port()),
+            None => format!("{scheme}://{addr}"),
         };
         info!(%url, interval_secs = interval.as_secs(), "pushing own CPU profile");
         tokio::spawn(selfprof::push_loop(
@@ -487,9 +495,18 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
         }
     });
     let grace = Duration::from_secs(s.shutdown_timeout_secs);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = tokio::spawn(async move { server.await });
+    let stopping = shutdown.clone().cancelled_owned();
+    let served = match tls {
+        Some(config) => {
+            let server = axum::serve(tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(stopping);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
+            tokio::spawn(async move { server.await })
+        }
+    };
     // The server returns once the signal came and in-flight requests (which wait for their
     // batch's commit) are answered; a stuck client cannot hold shutdown past the grace time.
     shutdown.cancelled().await;

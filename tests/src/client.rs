@@ -57,3 +57,14 @@ pub async fn sql_json_auth(
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("JSON body"))
 }
+
+/// The Prometheus text of `GET {url}/metrics`.
+pub async fn metrics_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}

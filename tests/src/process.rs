@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// A running `stackdrift`; killed when dropped.
@@ -12,6 +12,8 @@ pub struct Stackdrift {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// Every line the process wrote to stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Stackdrift {
@@ -49,10 +51,13 @@ impl Stackdrift {
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         let name = name.to_owned();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[{name}] {line}");
+                kept.lock().unwrap().push(line.clone());
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening (HTTP and gRPC)"
                     && let Some(addr) = v["addr"].as_str()
@@ -72,7 +77,14 @@ impl Stackdrift {
         Self {
             child: Some(child),
             url: format!("http://{addr}"),
+            log,
         }
+    }
+
+    /// The lines the process writes to stderr (its log), kept after it exits: the handle
+    /// outlives [`Stackdrift::terminate`].
+    pub fn log(&self) -> Arc<Mutex<Vec<String>>> {
+        self.log.clone()
     }
 
     /// The process ID.

@@ -29,7 +29,8 @@ pub const BUCKET: &str = "profiles";
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop; it owns every connection's task, so aborting it ends them all.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl S3Server {
@@ -37,48 +38,37 @@ impl S3Server {
     pub async fn start() -> Self {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(root.path().join(BUCKET)).expect("bucket dir");
-        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
-        let mut builder = S3ServiceBuilder::new(fs);
-        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        let service = builder.build();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let conditional = Arc::new(Mutex::new(()));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let service = service.clone();
-                let conditional = conditional.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<Incoming>| {
-                        let service = service.clone();
-                        let conditional = conditional.clone();
-                        async move {
-                            let is_conditional = req.method() == http::Method::PUT
-                                && (req.headers().contains_key(http::header::IF_NONE_MATCH)
-                                    || req.headers().contains_key(http::header::IF_MATCH));
-                            let _guard = if is_conditional {
-                                Some(conditional.lock().await)
-                            } else {
-                                None
-                            };
-                            let resp = hyper::service::Service::call(&service, req).await;
-                            Ok::<_, Infallible>(resp.unwrap_or_else(|e| {
-                                let mut r = http::Response::new(s3s::Body::from(format!("{e:?}")));
-                                *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                                r
-                            }))
-                        }
-                    });
-                    let _ = Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let task = Some(serve(listener, root.path()));
         Self { addr, root, task }
+    }
+
+    /// Stops the server as an outage would: the port is closed and every open connection is
+    /// cut, in-flight requests included. The data stays on disk.
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Serves the same data on the same address again after [`S3Server::stop`].
+    pub async fn restart(&mut self) {
+        assert!(self.task.is_none(), "the server is running");
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("rebinding {}: {e}; retrying", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebinding {}: {e}", self.addr),
+            }
+        };
+        self.task = Some(serve(listener, self.root.path()));
     }
 
     /// The endpoint URL.
@@ -129,6 +119,54 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
+}
+
+/// Serves the bucket under `root` on `listener` until the returned task is aborted.
+fn serve(listener: TcpListener, root: &std::path::Path) -> tokio::task::JoinHandle<()> {
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
+    let mut builder = S3ServiceBuilder::new(fs);
+    builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    let conditional = Arc::new(Mutex::new(()));
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            // Finished connections are reaped as new ones arrive.
+            while connections.try_join_next().is_some() {}
+            let service = service.clone();
+            let conditional = conditional.clone();
+            connections.spawn(async move {
+                let svc = service_fn(move |req: http::Request<Incoming>| {
+                    let service = service.clone();
+                    let conditional = conditional.clone();
+                    async move {
+                        let is_conditional = req.method() == http::Method::PUT
+                            && (req.headers().contains_key(http::header::IF_NONE_MATCH)
+                                || req.headers().contains_key(http::header::IF_MATCH));
+                        let _guard = if is_conditional {
+                            Some(conditional.lock().await)
+                        } else {
+                            None
+                        };
+                        let resp = hyper::service::Service::call(&service, req).await;
+                        Ok::<_, Infallible>(resp.unwrap_or_else(|e| {
+                            let mut r = http::Response::new(s3s::Body::from(format!("{e:?}")));
+                            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                            r
+                        }))
+                    }
+                });
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use prost::Message;
 use stackdrift_model::{Frame, PprofBuilder};
-use stackdrift_tests::client::{push_request, sql_json};
+use stackdrift_tests::client::{metrics_text, push_request, sql_json};
 
 use crate::{now_secs, start};
 
@@ -139,14 +139,7 @@ async fn pushes_beyond_the_inflight_budget_get_429_and_memory_stays_bounded() {
         c.await.unwrap();
     }
     let peak_mib = ingester.peak_rss_kib() / 1024;
-    let metrics = http
-        .get(format!("{}/metrics", ingester.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &ingester.url).await;
     let acked = acked.lock().unwrap().clone();
     let refused = refused.load(Ordering::Relaxed);
     eprintln!(

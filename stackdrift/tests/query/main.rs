@@ -4,9 +4,11 @@
 //! totals computed from what was pushed, and against SQL over the same range.
 
 mod access;
+mod admission;
 mod cli;
 mod deploy;
 mod flight;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;
