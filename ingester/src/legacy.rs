@@ -136,7 +136,9 @@ fn family(kind: &str) -> &'static str {
 
 /// The profile type folded samples of `kind` are stored as, and the factor each count is
 /// multiplied by (CPU sample counts become nanoseconds at `sample_rate` Hz).
-fn folded_type(kind: &str, sample_rate: u32) -> (ProfileType, i64) {
+///
+/// Public for the fuzz targets (fuzz/), which drive the `/ingest` parsers directly.
+pub fn folded_type(kind: &str, sample_rate: u32) -> (ProfileType, i64) {
     let t = |n: &str, st: &str, su: &str, pt: &str, pu: &str| ProfileType {
         name: n.into(),
         sample_type: st.into(),
