@@ -690,9 +690,20 @@ pub async fn run(
         window_s = detector.window_us / 1_000_000,
         "detector started"
     );
+    // Consecutive failed steps; the first success after some is logged, so an operator (and
+    // the outage test) can see the detector pick up where it stopped.
+    let mut failures = 0u64;
     loop {
-        if let Err(e) = detector.step(clock.now_us()).await {
-            warn!(error = %e, "detector step failed; retrying");
+        match detector.step(clock.now_us()).await {
+            Ok(_) if failures > 0 => {
+                info!(failed_steps = failures, "detector resumed");
+                failures = 0;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures += 1;
+                warn!(error = %e, failed_steps = failures, "detector step failed; retrying");
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => break,

@@ -116,6 +116,39 @@ fn init_logging(s: &Settings) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    // A panic (ours, or one a dependency catches, such as object_store's upload abort during
+    // an outage) becomes one log event in the configured format instead of free text on
+    // stderr. The backtrace is captured only when RUST_BACKTRACE asks for it.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string payload)".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            error!(
+                panic = %message,
+                location,
+                thread = thread.name().unwrap_or("unnamed"),
+                backtrace = %backtrace,
+                "panicked"
+            );
+        } else {
+            error!(
+                panic = %message,
+                location,
+                thread = thread.name().unwrap_or("unnamed"),
+                "panicked"
+            );
+        }
+    }));
 }
 
 /// The compactor's settings from the command line.

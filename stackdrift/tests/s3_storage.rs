@@ -226,7 +226,7 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
-    use stackdrift_model::{Frame, PprofBuilder};
+    use stackdrift_tests::client::{cpu_profile, now_ns};
 
     const CLIENTS: usize = 4;
     const OUTAGE: Duration = Duration::from_secs(60);
@@ -248,6 +248,8 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
                 "200",
                 "--compaction-interval-secs",
                 "5",
+                "--detector-poll",
+                "2s",
             ],
         ]
         .concat(),
@@ -259,18 +261,11 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
         .unwrap();
 
     // Each push carries one stack whose leaf names it, worth 10, so SQL counts it.
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let start_ns = now_ns();
     let push_body = move |name: &str| {
-        let mut b = PprofBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), 10)
-            .time(now_ns, 10_000_000_000);
-        // Leaf first, as pprof orders locations.
-        b.sample(&[Frame::named(name), Frame::named("main")], &[10], &[]);
         push_request(
             &[("__name__", "process_cpu"), ("service_name", "steady")],
-            b.encode_gzip(),
+            cpu_profile(start_ns, 10, &[(&["main", name], 10)]),
         )
         .encode_to_vec()
     };
@@ -378,26 +373,44 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
         c.await.unwrap();
     }
 
-    // The compactor completes a pass over what was written around the outage.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let passes = log.lock().unwrap()[log_mark..]
+    // The compactor completes a pass over what was written around the outage, and the
+    // detector, whose steps failed while the store was down, resumes.
+    let lines_since_outage = |needle: &str| {
+        log.lock().unwrap()[log_mark..]
             .iter()
-            .filter(|l| l.contains("compaction pass done"))
-            .count();
-        if passes > 0 {
-            break;
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    for (needle, what) in [
+        (
+            "compaction pass done",
+            "no compaction pass after the outage",
+        ),
+        (
+            "detector resumed",
+            "the detector did not resume after the outage",
+        ),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines_since_outage(needle) == 0 {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no compaction pass after the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let failed_passes = log.lock().unwrap()[log_mark..]
-        .iter()
-        .filter(|l| l.contains("compaction pass failed"))
-        .count();
+    let failed_passes = lines_since_outage("compaction pass failed");
+    let failed_steps = lines_since_outage("detector step failed");
+    assert!(
+        failed_steps > 0,
+        "no detector step failed during the outage"
+    );
+    let (status, rows) = sql_json(
+        &http,
+        &sd.url,
+        "anonymous",
+        "SELECT count(*) AS n FROM anomalies",
+    )
+    .await;
+    assert_eq!(status, 200, "the anomalies table after the outage: {rows}");
 
     let (status, rows) = sql_json(
         &http,
@@ -442,8 +455,8 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
     eprintln!(
         "outage: {} pushes ({acked_before} acknowledged before, {acked_during} during, {refused_during} \
          refused during); slowest answer {:?}; query during the outage answered 503 in \
-         {query_took:?}; {failed_passes} compaction passes failed during it; {refused_but_stored} \
-         refused pushes were stored anyway",
+         {query_took:?}; {failed_passes} compaction passes and {failed_steps} detector steps failed during it; \
+         {refused_but_stored} refused pushes were stored anyway",
         outcomes.len(),
         *slowest.lock().unwrap(),
     );
@@ -457,4 +470,16 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
     );
     assert!(sd.alive());
     assert!(sd.terminate(Duration::from_secs(60)).success());
+    // The log stays machine-readable throughout, panics caught inside dependencies included.
+    let log = log.lock().unwrap();
+    let unstructured: Vec<&String> = log
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+        .collect();
+    assert!(
+        unstructured.is_empty(),
+        "{} log lines are not JSON, e.g. {:?}",
+        unstructured.len(),
+        &unstructured[..unstructured.len().min(5)]
+    );
 }

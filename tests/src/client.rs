@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use stackdrift_model::pprof::decode_profile;
+use stackdrift_model::{Frame, PprofBuilder};
 use stackdrift_proto::pprof::Profile;
 use stackdrift_proto::push::v1::PushRequest;
 
@@ -13,6 +14,27 @@ pub fn push_request(labels: &[(&str, &str)], profile: Vec<u8>) -> PushRequest {
         profile,
         "00000000-0000-0000-0000-000000000001",
     )
+}
+
+/// A gzipped 10 s CPU profile (values in nanoseconds, sampling `period` ns) starting at
+/// `time_ns`, holding `stacks`: each a root-first list of function names and its value.
+pub fn cpu_profile(time_ns: i64, period: i64, stacks: &[(&[&str], i64)]) -> Vec<u8> {
+    let mut b = PprofBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), period)
+        .time(time_ns, 10_000_000_000);
+    for (stack, value) in stacks {
+        // pprof lists a sample's locations leaf first.
+        let frames: Vec<Frame> = stack.iter().rev().map(|f| Frame::named(*f)).collect();
+        b.sample(&frames, &[*value], &[]);
+    }
+    b.encode_gzip()
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as i64
 }
 
 /// A checked-in fixture, decoded, with its time set to now (so age limits accept it).

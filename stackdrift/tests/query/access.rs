@@ -9,9 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use prost::Message;
-use stackdrift_model::{Frame, PprofBuilder};
 use stackdrift_proto::querier::v1 as q;
-use stackdrift_tests::client::push_request;
+use stackdrift_tests::client::{cpu_profile, now_ns, push_request};
 use stackdrift_tests::process::Stackdrift;
 
 const ACME: &str = "acme-token-0123456789";
@@ -19,18 +18,11 @@ const BETA: &str = "beta-token-0123456789";
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 fn profile(function: &str) -> Vec<u8> {
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    let mut b = PprofBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
+    cpu_profile(
+        now_ns() - 60_000_000_000,
         10_000_000,
+        &[(&["main", function], 70)],
     )
-    .time(now_ns - 60_000_000_000, 10_000_000_000);
-    b.sample(&[Frame::named(function), Frame::named("main")], &[70], &[]);
-    b.encode_gzip()
 }
 
 /// Credentials of one attempt: the `Authorization` value and the `X-Scope-OrgID`.

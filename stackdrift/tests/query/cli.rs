@@ -8,8 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use stackdrift_model::pprof::decode_profile;
-use stackdrift_model::{Frame, PprofBuilder};
-use stackdrift_tests::client::sql_json;
+use stackdrift_tests::client::{cpu_profile, sql_json};
 use stackdrift_tests::process::Stackdrift;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stackdrift");
@@ -45,18 +44,12 @@ fn ok(o: Output) -> String {
 
 /// A CPU profile (values in ns) at `time_s` with root-first stacks.
 fn profile_file(dir: &Path, name: &str, time_s: i64, stacks: &[(&[&str], i64)]) -> String {
-    let mut b = PprofBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
-        10_000_000,
-    )
-    .time(time_s * 1_000_000_000, 10_000_000_000);
-    for (stack, v) in stacks {
-        let frames: Vec<Frame> = stack.iter().rev().map(|f| Frame::named(*f)).collect();
-        b.sample(&frames, &[*v], &[]);
-    }
     let path = dir.join(name);
-    std::fs::write(&path, b.encode_gzip()).unwrap();
+    std::fs::write(
+        &path,
+        cpu_profile(time_s * 1_000_000_000, 10_000_000, stacks),
+    )
+    .unwrap();
     path.to_str().unwrap().to_owned()
 }
 

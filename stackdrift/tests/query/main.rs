@@ -15,12 +15,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use stackdrift_model::{Frame, PprofBuilder};
 use stackdrift_proto::pprof::Profile;
 use stackdrift_proto::querier::v1 as q;
 use stackdrift_proto::types::v1 as types;
 use stackdrift_querier::flamegraph;
-use stackdrift_tests::client::{push_request, sql_json};
+use stackdrift_tests::client::{cpu_profile, push_request, sql_json};
 use stackdrift_tests::process::Stackdrift;
 use stackdrift_tests::reference;
 use stackdrift_tests::sql::{function_totals_sql, totals_from_json};
@@ -68,17 +67,7 @@ fn dataset(t0: i64) -> Vec<Pushed> {
 }
 
 fn encode(p: &Pushed) -> Vec<u8> {
-    let mut b = PprofBuilder::new(
-        &[("cpu", "nanoseconds")],
-        ("cpu", "nanoseconds"),
-        10_000_000,
-    )
-    .time(p.time_s * 1_000_000_000, 10_000_000_000);
-    for (stack, v) in &p.stacks {
-        let frames: Vec<Frame> = stack.iter().rev().map(|f| Frame::named(*f)).collect();
-        b.sample(&frames, &[*v], &[]);
-    }
-    b.encode_gzip()
+    cpu_profile(p.time_s * 1_000_000_000, 10_000_000, &p.stacks)
 }
 
 /// Per-function (self, total) of the pushed profiles `keep` selects.

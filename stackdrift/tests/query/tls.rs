@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use prost::Message;
-use stackdrift_model::{Frame, PprofBuilder};
-use stackdrift_tests::client::push_request;
+use stackdrift_tests::client::{cpu_profile, now_ns, push_request};
 use stackdrift_tests::process::Stackdrift;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,18 +119,8 @@ async fn the_port_speaks_tls_when_given_a_certificate() {
         .unwrap();
 
     // A push over Connect: HTTP/2, chosen by ALPN.
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    let mut b = PprofBuilder::new(&[("cpu", "nanoseconds")], ("cpu", "nanoseconds"), 10)
-        .time(now_ns, 10_000_000_000);
-    b.sample(
-        &[Frame::named("tls.handshake"), Frame::named("main")],
-        &[7],
-        &[],
-    );
-    let body = push_request(&[("service_name", "secure")], b.encode_gzip()).encode_to_vec();
+    let profile = cpu_profile(now_ns(), 10, &[(&["main", "tls.handshake"], 7)]);
+    let body = push_request(&[("service_name", "secure")], profile).encode_to_vec();
     let resp = h2
         .post(format!("{https}/push.v1.PusherService/Push"))
         .header("content-type", "application/proto")
