@@ -30,6 +30,50 @@ fn s3_flags<'a>(url: &'a str, endpoint: &'a str) -> Vec<&'a str> {
     ]
 }
 
+/// Starts `stackdrift all` (plus `extra` flags) on `s3`, with its tables under
+/// `s3://BUCKET/{name}`; returns the process and its working directory.
+fn start_all_on_s3(s3: &S3Server, name: &str, extra: &[&str]) -> (Stackdrift, tempfile::TempDir) {
+    let endpoint = s3.endpoint();
+    let url = format!("s3://{BUCKET}/{name}");
+    let cwd = tempfile::tempdir().unwrap();
+    let sd = Stackdrift::start_in(
+        Path::new(env!("CARGO_BIN_EXE_stackdrift")),
+        name,
+        cwd.path(),
+        &[&["all"][..], &s3_flags(&url, &endpoint), extra].concat(),
+    );
+    (sd, cwd)
+}
+
+/// A Connect push body: one CPU profile of `service` dated now, holding one stack `main` →
+/// `function` worth 10, so SQL finds each push by its function's self value.
+fn one_function_push(service: &str, function: &str) -> Vec<u8> {
+    use stackdrift_tests::client::{cpu_profile, now_ns};
+    push_request(
+        &[("__name__", "process_cpu"), ("service_name", service)],
+        cpu_profile(now_ns(), 10, &[(&["main", function], 10)]),
+    )
+    .encode_to_vec()
+}
+
+/// Runs a count over `samples` while the store is unreachable: expects 503 `storage
+/// unavailable` and returns how long the answer took.
+async fn query_while_store_is_out(http: &reqwest::Client, url: &str) -> Duration {
+    let started = std::time::Instant::now();
+    let resp = http
+        .post(format!("{url}/api/v1/sql"))
+        .body("SELECT count(*) AS n FROM samples")
+        .send()
+        .await
+        .expect("a query while the store is out gets an answer");
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 503, "query while the store is out: {body}");
+    assert!(body.contains("storage unavailable"), "{body}");
+    took
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_share_tables_on_s3() {
     let s3 = S3Server::start().await;
@@ -226,33 +270,22 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
-    use stackdrift_tests::client::{cpu_profile, now_ns};
-
     const CLIENTS: usize = 4;
     const OUTAGE: Duration = Duration::from_secs(60);
     const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
     let mut s3 = S3Server::start().await;
-    let endpoint = s3.endpoint();
-    let url = format!("s3://{BUCKET}/outage");
-    let cwd = tempfile::tempdir().unwrap();
-    let mut sd = Stackdrift::start_in(
-        Path::new(env!("CARGO_BIN_EXE_stackdrift")),
+    let (mut sd, _cwd) = start_all_on_s3(
+        &s3,
         "outage",
-        cwd.path(),
         &[
-            &["all"][..],
-            &s3_flags(&url, &endpoint),
-            &[
-                "--flush-interval-ms",
-                "200",
-                "--compaction-interval-secs",
-                "5",
-                "--detector-poll",
-                "2s",
-            ],
-        ]
-        .concat(),
+            "--flush-interval-ms",
+            "200",
+            "--compaction-interval-secs",
+            "5",
+            "--detector-poll",
+            "2s",
+        ],
     );
     let log = sd.log();
     let http = reqwest::Client::builder()
@@ -261,14 +294,6 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
         .unwrap();
 
     // Each push carries one stack whose leaf names it, worth 10, so SQL counts it.
-    let start_ns = now_ns();
-    let push_body = move |name: &str| {
-        push_request(
-            &[("__name__", "process_cpu"), ("service_name", "steady")],
-            cpu_profile(start_ns, 10, &[(&["main", name], 10)]),
-        )
-        .encode_to_vec()
-    };
     let outcomes: Arc<Mutex<BTreeMap<String, Outcome>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let slowest = Arc::new(Mutex::new(Duration::ZERO));
@@ -290,7 +315,7 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
                     let resp = http
                         .post(format!("{url}/push.v1.PusherService/Push"))
                         .header("content-type", "application/proto")
-                        .body(push_body(&name))
+                        .body(one_function_push("steady", &name))
                         .send()
                         .await
                         .unwrap_or_else(|e| panic!("{name}: no answer: {e}"));
@@ -339,18 +364,7 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
     let down = Instant::now();
     let log_mark = log.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let started = Instant::now();
-    let resp = http
-        .post(format!("{}/api/v1/sql", sd.url))
-        .body("SELECT count(*) AS n FROM samples")
-        .send()
-        .await
-        .expect("a query during the outage gets an answer");
-    let query_took = started.elapsed();
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap();
-    assert_eq!(status, 503, "query during the outage: {body}");
-    assert!(body.contains("storage unavailable"), "{body}");
+    let query_took = query_while_store_is_out(&http, &sd.url).await;
     tokio::time::sleep(OUTAGE.saturating_sub(down.elapsed())).await;
     let refused_during = count(Outcome::Refused);
     let acked_during = count(Outcome::Acked) - acked_before;
@@ -482,4 +496,84 @@ async fn an_s3_outage_refuses_pushes_loses_nothing_acknowledged_and_recovers() {
         unstructured.len(),
         &unstructured[..unstructured.len().min(5)]
     );
+}
+
+/// A store that accepts connections and never answers (overloaded, or cut off mid-path): a
+/// push and a query get an answer, 503, within the object-store client's per-request
+/// timeout and retry bounds instead of hanging; the process stays up; once the store answers
+/// again pushes are acknowledged and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_store_gets_bounded_answers() {
+    use std::time::Instant;
+
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    let mut s3 = S3Server::start().await;
+    let (mut sd, _cwd) = start_all_on_s3(&s3, "hang", &["--flush-interval-ms", "200"]);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let push_url = format!("{}/push.v1.PusherService/Push", sd.url);
+    let push = |name: &str| {
+        http.post(&push_url)
+            .header("content-type", "application/proto")
+            .body(one_function_push("hang", name))
+            .send()
+    };
+    let resp = push("before_hang").await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    s3.stall().await;
+    let started = Instant::now();
+    let resp = push("during_hang")
+        .await
+        .expect("an answer during the hang");
+    let push_took = started.elapsed();
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 503, "push during the hang: {body}");
+    assert!(retry_after.is_some(), "503 without Retry-After: {body}");
+
+    let query_took = query_while_store_is_out(&http, &sd.url).await;
+    assert!(sd.alive(), "stackdrift exited during the hang");
+
+    s3.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = push("after_hang").await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pushes still refused after the store came back: {} {}",
+            resp.status(),
+            resp.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (status, rows) = sql_json(
+        &http,
+        &sd.url,
+        "anonymous",
+        &sql::function_totals_sql("anonymous", "hang", CPU),
+    )
+    .await;
+    assert_eq!(status, 200, "{rows}");
+    let stored = sql::totals_from_json(&rows);
+    let self_value = |name: &str| stored.get(name).map_or(0, |v| v.0);
+    assert_eq!(self_value("before_hang"), 10, "{rows}");
+    assert_eq!(self_value("after_hang"), 10, "{rows}");
+    assert!(
+        [0, 10].contains(&self_value("during_hang")),
+        "the refused push is stored partly: {rows}"
+    );
+    eprintln!(
+        "hanging store: the push was refused after {push_took:?}, the query after {query_took:?}"
+    );
+    // Bounds: object_store's 30 s per-request timeout, a few requests in a row.
+    assert!(push_took < Duration::from_secs(150), "{push_took:?}");
+    assert!(query_took < Duration::from_secs(150), "{query_took:?}");
+    assert!(sd.terminate(Duration::from_secs(60)).success());
 }

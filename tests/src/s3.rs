@@ -31,6 +31,8 @@ pub struct S3Server {
     pub root: tempfile::TempDir,
     /// The accept loop; it owns every connection's task, so aborting it ends them all.
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Whether `task` is the never-answering listener of [`S3Server::stall`].
+    stalled: bool,
 }
 
 impl S3Server {
@@ -41,7 +43,12 @@ impl S3Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = Some(serve(listener, root.path()));
-        Self { addr, root, task }
+        Self {
+            addr,
+            root,
+            task,
+            stalled: false,
+        }
     }
 
     /// Stops the server as an outage would: the port is closed and every open connection is
@@ -53,13 +60,37 @@ impl S3Server {
         }
     }
 
-    /// Serves the same data on the same address again after [`S3Server::stop`].
+    /// Makes the server hang as an overloaded or partitioned store does: open connections are
+    /// cut, and new ones are accepted but never answered. [`S3Server::restart`] ends it.
+    pub async fn stall(&mut self) {
+        self.stop().await;
+        let listener = self.rebind().await;
+        self.stalled = true;
+        self.task = Some(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        }));
+    }
+
+    /// Serves the same data on the same address again after [`S3Server::stop`] or
+    /// [`S3Server::stall`].
     pub async fn restart(&mut self) {
+        if self.stalled {
+            self.stop().await;
+            self.stalled = false;
+        }
         assert!(self.task.is_none(), "the server is running");
+        let listener = self.rebind().await;
+        self.task = Some(serve(listener, self.root.path()));
+    }
+
+    async fn rebind(&self) -> TcpListener {
         let mut tries = 0;
-        let listener = loop {
+        loop {
             match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
+                Ok(l) => return l,
                 Err(e) if tries < 50 => {
                     tries += 1;
                     eprintln!("rebinding {}: {e}; retrying", self.addr);
@@ -67,8 +98,7 @@ impl S3Server {
                 }
                 Err(e) => panic!("rebinding {}: {e}", self.addr),
             }
-        };
-        self.task = Some(serve(listener, self.root.path()));
+        }
     }
 
     /// The endpoint URL.
