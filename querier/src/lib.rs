@@ -30,6 +30,7 @@ pub mod frames;
 pub mod functions;
 pub mod grpc;
 pub mod metrics;
+mod parse;
 pub mod profiles;
 pub mod query;
 mod rollup;

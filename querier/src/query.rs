@@ -259,9 +259,12 @@ impl Querier {
         if sql.trim().is_empty() {
             return Err(QueryError::BadRequest("empty query".into()));
         }
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
+        // DataFusion's `create_logical_plan`, with the parse bounded (see `crate::parse`).
+        let state = ctx.state();
+        let recursion_limit = state.config_options().sql_parser.recursion_limit.get();
+        let statement = crate::parse::parse_statement(sql, recursion_limit)?;
+        let plan = state
+            .statement_to_plan(statement)
             .await
             .map_err(|e| QueryError::from_datafusion(e, self.config.memory_limit))?;
         read_only()
