@@ -1,6 +1,6 @@
 //! Arrow schemas of the tables and the conversion of normalized profiles into record batches.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -9,7 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use stackdrift_model::stack::stack_id_to_i64;
-use stackdrift_model::{Frame, NormalizedProfile};
+use stackdrift_model::{Frame, NormalizedProfile, Series};
 
 use crate::error::StorageError;
 
@@ -143,64 +143,161 @@ pub fn samples_batch(
     schema: &SchemaRef,
 ) -> Result<RecordBatch, StorageError> {
     let rows: usize = profiles.iter().map(|p| p.profile.sample_count()).sum();
-    let label_names: Vec<&str> = schema
+    let mut b = SamplesBuilder::new(schema, rows, true);
+    for tp in profiles {
+        for s in &tp.profile.series {
+            b.append(tp, s);
+        }
+    }
+    b.finish(schema.clone())
+}
+
+/// The partition of `samples` a set of rows belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SamplesPartition {
+    /// Tenant.
+    pub tenant: String,
+    /// Service.
+    pub service_name: String,
+    /// UTC day, in days since the epoch.
+    pub day: i32,
+}
+
+/// `schema` without the partition columns: the columns of a `samples` data file.
+pub fn samples_file_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.name().as_str())
-        .filter(|n| {
-            !samples_head().iter().any(|f| f.name() == n)
-                && !samples_tail().iter().any(|f| f.name() == n)
-        })
+        .filter(|f| !SAMPLES_PARTITIONS.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
         .collect();
-    let mut profile_type = StringBuilder::with_capacity(rows, rows * 16);
-    let mut time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
-    let mut duration = Int64Builder::with_capacity(rows);
-    let mut labels: Vec<StringBuilder> = label_names
-        .iter()
-        .map(|_| StringBuilder::with_capacity(rows, rows * 4))
-        .collect();
-    let mut stack_id = Int64Builder::with_capacity(rows);
-    let mut value = Int64Builder::with_capacity(rows);
-    let mut tenant = StringBuilder::with_capacity(rows, rows * 8);
-    let mut service = StringBuilder::with_capacity(rows, rows * 8);
-    let mut day = Date32Builder::with_capacity(rows);
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
 
+/// The `samples` rows of `profiles` split by partition, in partition order: one batch per
+/// (tenant, service, day) with the columns of `schema` except the partition columns, whose
+/// values the key carries. Builds each row once; nothing is copied to split the rows.
+pub fn samples_partition_batches(
+    profiles: &[TenantProfile],
+    schema: &SchemaRef,
+) -> Result<Vec<(SamplesPartition, RecordBatch)>, StorageError> {
+    let mut parts: BTreeMap<SamplesPartition, Vec<(&TenantProfile, &Series)>> = BTreeMap::new();
     for tp in profiles {
+        let day = day_of(tp.profile.time_us);
+        for s in &tp.profile.series {
+            if s.samples.is_empty() {
+                continue;
+            }
+            let key = SamplesPartition {
+                tenant: tp.tenant.clone(),
+                service_name: s.labels.service_name().to_owned(),
+                day,
+            };
+            parts.entry(key).or_default().push((tp, s));
+        }
+    }
+    let file_schema = samples_file_schema(schema);
+    parts
+        .into_iter()
+        .map(|(key, series)| {
+            let rows = series.iter().map(|(_, s)| s.samples.len()).sum();
+            let mut b = SamplesBuilder::new(schema, rows, false);
+            for (tp, s) in series {
+                b.append(tp, s);
+            }
+            Ok((key, b.finish(file_schema.clone())?))
+        })
+        .collect()
+}
+
+/// Column builders of a `samples` batch, with or without the partition columns.
+struct SamplesBuilder<'a> {
+    label_names: Vec<&'a str>,
+    profile_type: StringBuilder,
+    time: TimestampMicrosecondBuilder,
+    duration: Int64Builder,
+    labels: Vec<StringBuilder>,
+    stack_id: Int64Builder,
+    value: Int64Builder,
+    /// tenant, service_name and day, when the batch carries them.
+    partitions: Option<(StringBuilder, StringBuilder, Date32Builder)>,
+}
+
+impl<'a> SamplesBuilder<'a> {
+    fn new(schema: &'a SchemaRef, rows: usize, with_partitions: bool) -> Self {
+        let head = samples_head();
+        let tail = samples_tail();
+        let label_names: Vec<&str> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|n| !head.iter().any(|f| f.name() == n) && !tail.iter().any(|f| f.name() == n))
+            .collect();
+        let labels = label_names
+            .iter()
+            .map(|_| StringBuilder::with_capacity(rows, rows * 4))
+            .collect();
+        Self {
+            label_names,
+            profile_type: StringBuilder::with_capacity(rows, rows * 16),
+            time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            duration: Int64Builder::with_capacity(rows),
+            labels,
+            stack_id: Int64Builder::with_capacity(rows),
+            value: Int64Builder::with_capacity(rows),
+            partitions: with_partitions.then(|| {
+                (
+                    StringBuilder::with_capacity(rows, rows * 8),
+                    StringBuilder::with_capacity(rows, rows * 8),
+                    Date32Builder::with_capacity(rows),
+                )
+            }),
+        }
+    }
+
+    /// Appends the rows of one series of `tp`.
+    fn append(&mut self, tp: &TenantProfile, s: &Series) {
         let p = &tp.profile;
-        let d = day_of(p.time_us);
-        for s in &p.series {
-            let pt = s.profile_type.id();
-            let values: Vec<Option<&str>> = label_names.iter().map(|n| s.labels.get(n)).collect();
-            for (id, v) in &s.samples {
-                profile_type.append_value(&pt);
-                time.append_value(p.time_us);
-                duration.append_value(p.duration_us);
-                for (b, lv) in labels.iter_mut().zip(&values) {
-                    b.append_option(*lv);
-                }
-                stack_id.append_value(stack_id_to_i64(*id));
-                value.append_value(*v);
+        let pt = s.profile_type.id();
+        let values: Vec<Option<&str>> = self.label_names.iter().map(|n| s.labels.get(n)).collect();
+        let day = day_of(p.time_us);
+        for (id, v) in &s.samples {
+            self.profile_type.append_value(&pt);
+            self.time.append_value(p.time_us);
+            self.duration.append_value(p.duration_us);
+            for (b, lv) in self.labels.iter_mut().zip(&values) {
+                b.append_option(*lv);
+            }
+            self.stack_id.append_value(stack_id_to_i64(*id));
+            self.value.append_value(*v);
+            if let Some((tenant, service, d)) = &mut self.partitions {
                 tenant.append_value(&tp.tenant);
                 service.append_value(s.labels.service_name());
-                day.append_value(d);
+                d.append_value(day);
             }
         }
     }
 
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(profile_type.finish()),
-        Arc::new(time.finish()),
-        Arc::new(duration.finish()),
-    ];
-    columns.extend(labels.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.extend([
-        Arc::new(stack_id.finish()) as ArrayRef,
-        Arc::new(value.finish()),
-        Arc::new(tenant.finish()),
-        Arc::new(service.finish()),
-        Arc::new(day.finish()),
-    ]);
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    fn finish(mut self, schema: SchemaRef) -> Result<RecordBatch, StorageError> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.profile_type.finish()),
+            Arc::new(self.time.finish()),
+            Arc::new(self.duration.finish()),
+        ];
+        columns.extend(
+            self.labels
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.stack_id.finish()));
+        columns.push(Arc::new(self.value.finish()));
+        if let Some((mut tenant, mut service, mut day)) = self.partitions {
+            columns.push(Arc::new(tenant.finish()));
+            columns.push(Arc::new(service.finish()));
+            columns.push(Arc::new(day.finish()));
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
 }
 
 /// One stack row to write.
@@ -283,6 +380,146 @@ mod tests {
         assert_eq!(day_of(MICROS_PER_DAY - 1), 0);
         assert_eq!(day_of(MICROS_PER_DAY), 1);
         assert_eq!(day_of(-1), -1);
+    }
+
+    /// A profile of `tenant` at `time_us` with one series per service, `stacks` distinct
+    /// stacks each, values counting up from 1.
+    fn profile(tenant: &str, services: &[&str], time_us: i64, stacks: usize) -> TenantProfile {
+        use stackdrift_model::{LabelLimits, Labels, ProfileBuilder};
+        let mut b = ProfileBuilder::new(16);
+        let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+            .parse()
+            .unwrap();
+        let mut value = 0;
+        for service in services {
+            let labels = Labels::new(
+                [("service_name", *service), ("env", "prod")],
+                &LabelLimits::default(),
+            )
+            .unwrap();
+            let series = b.series(&labels, &cpu);
+            for i in 0..stacks {
+                let id = b.stack(vec![
+                    Frame::named(format!("f{i}").as_str()),
+                    Frame::named("main"),
+                ]);
+                value += 1;
+                b.add(series, id, value).unwrap();
+            }
+        }
+        TenantProfile {
+            tenant: tenant.to_owned(),
+            profile: b.finish(time_us, 10_000_000),
+        }
+    }
+
+    #[test]
+    fn partition_batches_hold_exactly_the_rows_of_the_whole_batch() {
+        use arrow::array::{Array, AsArray};
+        use arrow::datatypes::{Date32Type, Int64Type};
+
+        let day = MICROS_PER_DAY;
+        let profiles = [
+            profile("a", &["api", "db"], 3 * day + 5, 3),
+            profile("b", &["api"], 3 * day + 7, 2),
+            profile("a", &["api"], 4 * day, 4),
+            profile("a", &["db"], 3 * day + 9, 1),
+        ];
+        let schema = samples_schema(["env", "region"]);
+        let whole = samples_batch(&profiles, &schema).unwrap();
+        let parts = samples_partition_batches(&profiles, &schema).unwrap();
+
+        // One batch per (tenant, service, day), in key order, without the partition columns.
+        let keys: Vec<(&str, &str, i32)> = parts
+            .iter()
+            .map(|(k, _)| (k.tenant.as_str(), k.service_name.as_str(), k.day))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("a", "api", 3),
+                ("a", "api", 4),
+                ("a", "db", 3),
+                ("b", "api", 3)
+            ]
+        );
+        let file_schema = samples_file_schema(&schema);
+        assert_eq!(file_schema.fields().len(), schema.fields().len() - 3);
+        assert!(parts.iter().all(|(_, b)| b.schema() == file_schema));
+
+        // Every row of the whole batch, keyed by its partition values, is in its partition's
+        // batch with the same other columns, and nothing else is.
+        type Row = (
+            String,
+            String,
+            i32,
+            String,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+        );
+        let rows = |b: &RecordBatch, key: Option<&SamplesPartition>| -> Vec<Row> {
+            let s = |name: &str| b.column_by_name(name).map(|c| c.as_string::<i32>().clone());
+            let i = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let (pt, stack, value, env, region) = (
+                s("profile_type").unwrap(),
+                i("stack_id"),
+                i("value"),
+                s("env").unwrap(),
+                s("region").unwrap(),
+            );
+            let time = b
+                .column_by_name("time")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .clone();
+            (0..b.num_rows())
+                .map(|r| {
+                    let (tenant, service, day) = match key {
+                        Some(k) => (k.tenant.clone(), k.service_name.clone(), k.day),
+                        None => (
+                            s("tenant").unwrap().value(r).to_owned(),
+                            s("service_name").unwrap().value(r).to_owned(),
+                            b.column_by_name("day")
+                                .unwrap()
+                                .as_primitive::<Date32Type>()
+                                .value(r),
+                        ),
+                    };
+                    let opt = |a: &arrow::array::StringArray| {
+                        a.is_valid(r).then(|| a.value(r).to_owned())
+                    };
+                    (
+                        tenant,
+                        service,
+                        day,
+                        pt.value(r).to_owned(),
+                        time.value(r),
+                        stack.value(r),
+                        value.value(r),
+                        opt(&env),
+                        opt(&region),
+                    )
+                })
+                .collect()
+        };
+        let mut expected = rows(&whole, None);
+        let mut got: Vec<Row> = parts.iter().flat_map(|(k, b)| rows(b, Some(k))).collect();
+        assert_eq!(got.len(), 2 * 3 + 2 + 4 + 1);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+        assert!(
+            got.iter()
+                .all(|r| r.7.as_deref() == Some("prod") && r.8.is_none())
+        );
     }
 
     #[test]

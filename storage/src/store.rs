@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{DataFrame, SessionContext, col, lit};
+use delta_kernel::expressions::Scalar;
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::TransactionError;
@@ -34,8 +35,8 @@ use crate::error::StorageError;
 use crate::maintenance::{DataFile, TableSnapshot};
 use crate::schema::{
     ROLLUPS, ROLLUPS_PARTITIONS, SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow,
-    TenantProfile, label_columns, rollups_schema, samples_batch, samples_head, samples_schema,
-    samples_tail, stacks_batch, stacks_schema,
+    TenantProfile, label_columns, rollups_schema, samples_batch, samples_file_schema, samples_head,
+    samples_partition_batches, samples_schema, samples_tail, stacks_batch, stacks_schema,
 };
 
 /// How many times a commit is retried when another writer committed first.
@@ -144,6 +145,37 @@ impl Store {
                 .collect();
             labels.extend(new.iter().cloned());
             let schema = samples_schema(labels.iter().map(String::as_str));
+            if new.is_empty() {
+                // The usual case: every label key is a column already. Each partition's
+                // rows are built as their own batch and written straight to their file.
+                let error = match self.write_partitioned(&table, profiles, &schema, txn).await {
+                    Ok((written, rows)) => {
+                        *table = written;
+                        stats.samples = rows;
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                if self.landed(&mut table, txn).await {
+                    warn!(error = %error, txn, "samples commit reported an error but is in the log");
+                    stats.samples = profiles.iter().map(|p| p.profile.sample_count()).sum();
+                    break;
+                }
+                match error {
+                    DeltaTableError::Transaction {
+                        source: TransactionError::CommitConflict(reason),
+                    } if attempt < 5 => {
+                        attempt += 1;
+                        debug!(%reason, attempt, "samples commit conflicted; refreshing the table");
+                        table
+                            .update_incremental(None)
+                            .await
+                            .map_err(StorageError::delta(SAMPLES))?;
+                        continue;
+                    }
+                    e => return Err(StorageError::delta(SAMPLES)(e)),
+                }
+            }
             let batch = samples_batch(profiles, &schema)?;
             stats.samples = batch.num_rows();
             let mut write = table
@@ -199,6 +231,90 @@ impl Store {
         stats.samples_commit = started.elapsed();
         stats.samples_version = table.version();
         Ok(stats)
+    }
+
+    /// Writes the samples of `profiles` (whose label keys are all columns of `schema`, the
+    /// table's current schema) one file per partition, and commits them with the
+    /// transaction action `txn` in one commit. Returns the table as of that commit and the
+    /// number of rows written. Unlike `DeltaTable::write`, which builds one batch and copies
+    /// every column again to split it by partition, each partition's batch is built once.
+    async fn write_partitioned(
+        &self,
+        table: &DeltaTable,
+        profiles: &[TenantProfile],
+        schema: &arrow::datatypes::SchemaRef,
+        txn: i64,
+    ) -> Result<(DeltaTable, usize), DeltaTableError> {
+        use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+        use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+
+        let batches = samples_partition_batches(profiles, schema)
+            .map_err(|e| DeltaTableError::generic(e.to_string()))?;
+        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let state = table.snapshot()?;
+        let config = WriterConfig::new(
+            state.snapshot().arrow_schema(),
+            SAMPLES_PARTITIONS.iter().map(|c| (*c).to_owned()).collect(),
+            Some(writer_properties()),
+            NonZeroU64::new(128 << 20),
+            None,
+            deltalake::table::config::TablePropertiesExt::num_indexed_cols(state.table_config()),
+            None,
+        );
+        // Columns in the table's order: label columns added by schema merges follow the
+        // fixed ones there, not in `samples_schema` order.
+        let file_schema = config.file_schema();
+        let ours = samples_file_schema(schema);
+        let order = file_schema
+            .fields()
+            .iter()
+            .map(|f| ours.index_of(f.name()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut writer = DeltaWriter::new(table.log_store().object_store(None), config);
+        for (key, batch) in batches {
+            let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
+            let batch = arrow::array::RecordBatch::try_new(file_schema.clone(), columns)?;
+            let values: indexmap::IndexMap<String, Scalar> = [
+                ("tenant".to_owned(), Scalar::String(key.tenant)),
+                ("service_name".to_owned(), Scalar::String(key.service_name)),
+                ("day".to_owned(), Scalar::Date(key.day)),
+            ]
+            .into_iter()
+            .collect();
+            if let Err(e) = writer.write_partition(batch, &values).await {
+                if let Err(abort) = writer.abort().await {
+                    warn!(error = %abort, "aborting samples uploads after a write error");
+                }
+                return Err(e);
+            }
+        }
+        let adds = writer.close().await?;
+        let commit = CommitBuilder::from(
+            CommitProperties::default()
+                .with_max_retries(COMMIT_RETRIES)
+                .with_application_transaction(deltalake::kernel::Transaction::new(
+                    &self.writer_id,
+                    txn,
+                )),
+        )
+        .with_actions(
+            adds.into_iter()
+                .map(deltalake::kernel::Action::Add)
+                .collect(),
+        )
+        .build(
+            Some(state),
+            table.log_store(),
+            deltalake::protocol::DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await?;
+        let mut written = table.clone();
+        written.state = Some(commit.snapshot());
+        Ok((written, rows))
     }
 
     /// Whether the samples commit `txn` of this process is in the log (brings `table` up to
