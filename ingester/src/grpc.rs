@@ -31,7 +31,7 @@ impl GrpcPusher {
 impl PusherService for GrpcPusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let (tenant, request, size, _permit) = admit(&self.ingester, request)?;
-        self.ingester.push(&tenant, &request, size).await?;
+        self.ingester.push(&tenant, request, size).await?;
         Ok(Response::new(PushResponse {}))
     }
 }

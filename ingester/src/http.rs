@@ -116,7 +116,10 @@ async fn connect_push(
             return connect_error(&e);
         }
     };
-    match ingester.push(&tenant, &request, body.len()).await {
+    // The body is not needed past decoding; the push may wait a while for its commit.
+    let body_bytes = body.len();
+    drop(body);
+    match ingester.push(&tenant, request, body_bytes).await {
         Ok(()) if ct == "application/json" => {
             ([(header::CONTENT_TYPE, "application/json")], "{}").into_response()
         }

@@ -239,8 +239,11 @@ pub async fn ingest(
         Ok(p) => p,
         Err(e) => return reject(&ingester, e),
     };
+    // The body is not needed past decoding; the push may wait a while for its commit.
+    let body_bytes = body.len();
+    drop(body);
     let result = ingester.push_normalized(&tenant, vec![profile]).await;
-    ingester.account(&tenant, body.len(), &result);
+    ingester.account(&tenant, body_bytes, &result);
     match result {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => error_response(&e),

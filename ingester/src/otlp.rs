@@ -436,7 +436,7 @@ impl ProfilesService for GrpcProfiles {
         request: tonic::Request<ExportProfilesServiceRequest>,
     ) -> Result<tonic::Response<ExportProfilesServiceResponse>, tonic::Status> {
         let (tenant, request, size, _permit) = crate::grpc::admit(&self.ingester, request)?;
-        self.ingester.push_otlp(&tenant, &request, size).await?;
+        self.ingester.push_otlp(&tenant, request, size).await?;
         Ok(tonic::Response::new(
             ExportProfilesServiceResponse::default(),
         ))
@@ -474,8 +474,11 @@ pub async fn http_export(
         Ok((tenant, request, permit))
     }
     .await;
+    // The body is not needed past decoding; the push may wait a while for its commit.
+    let body_bytes = body.len();
+    drop(body);
     let result = match result {
-        Ok((tenant, request, _permit)) => ingester.push_otlp(&tenant, &request, body.len()).await,
+        Ok((tenant, request, _permit)) => ingester.push_otlp(&tenant, request, body_bytes).await,
         Err(e) => {
             ingester.reject(&e);
             Err(e)

@@ -127,15 +127,19 @@ impl Ingester {
     }
 
     /// Validates and stores a `push.v1` request; returns once it is committed.
+    ///
+    /// The request is dropped once decoded: while the push waits for its commit it holds only
+    /// its normalized rows, not its body.
     #[tracing::instrument(name = "push", skip_all, fields(tenant = %tenant, body_bytes = body_bytes))]
     pub async fn push(
         &self,
         tenant: &str,
-        request: &PushRequest,
+        request: PushRequest,
         body_bytes: usize,
     ) -> Result<(), IngestError> {
         let result = async {
-            let profiles = self.decode_push(tenant, request)?;
+            let profiles = self.decode_push(tenant, &request)?;
+            drop(request);
             self.batcher.submit(profiles).await
         }
         .await;
@@ -207,17 +211,19 @@ impl Ingester {
         Ok(out)
     }
 
-    /// Validates and stores an OTLP export request; returns once it is committed.
+    /// Validates and stores an OTLP export request; returns once it is committed. The request
+    /// is dropped once converted, as in [`Ingester::push`].
     #[tracing::instrument(name = "push_otlp", skip_all, fields(tenant = %tenant, body_bytes = body_bytes))]
     pub async fn push_otlp(
         &self,
         tenant: &str,
-        request: &opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest,
+        request: opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest,
         body_bytes: usize,
     ) -> Result<(), IngestError> {
         let result = async {
             let limits = self.limits.get(tenant);
-            let profiles = crate::otlp::convert(request, &limits.decode, self.clock.now_us())?;
+            let profiles = crate::otlp::convert(&request, &limits.decode, self.clock.now_us())?;
+            drop(request);
             self.push_normalized(tenant, profiles).await
         }
         .await;
