@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::TableProvider;
@@ -26,6 +28,10 @@ use stackdrift_model::stack::stack_id_to_i64;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use url::Url;
+
+/// Stack IDs of one (tenant, service). Looked up for every stack of every push: Fx hashing,
+/// not SipHash (the IDs are already hashes).
+type StackIds = FxHashSet<i64>;
 
 use crate::anomalies::{
     ANOMALIES, ANOMALIES_PARTITIONS, Anomaly, anomalies_batch, anomalies_schema,
@@ -66,10 +72,10 @@ pub struct Store {
     rollups: Mutex<DeltaTable>,
     anomalies: Mutex<DeltaTable>,
     /// Stack IDs known to be in `stacks`, per (tenant, service), loaded on first use.
-    known_stacks: Mutex<HashMap<(String, String), HashSet<i64>>>,
+    known_stacks: Mutex<HashMap<(String, String), StackIds>>,
     /// The subset of `known_stacks` that is committed, readable without waiting for a write:
     /// what [`Store::strip_committed_stacks`] may drop from incoming profiles.
-    committed_stacks: std::sync::RwLock<HashMap<(String, String), HashSet<i64>>>,
+    committed_stacks: std::sync::RwLock<HashMap<(String, String), StackIds>>,
     /// This process's Delta application ID: every samples commit of [`Store::append`]
     /// carries a transaction action `(writer_id, n)` with `n` counting up, so after an error
     /// the store can tell whether the commit landed anyway (see [`Store::append`]).
@@ -436,8 +442,11 @@ impl Store {
         let mut dropped = 0;
         for tp in profiles {
             // Each stack's services, and each service's committed set (looked up once).
-            let mut sets: HashMap<&str, Option<&HashSet<i64>>> = HashMap::new();
-            let mut services: HashMap<u64, Vec<&str>> = HashMap::new();
+            if tp.profile.stacks.is_empty() {
+                continue; // the steady state: every stack was known at decode time
+            }
+            let mut sets: HashMap<&str, Option<&StackIds>> = HashMap::new();
+            let mut services: FxHashMap<u64, Vec<&str>> = FxHashMap::default();
             for s in &tp.profile.series {
                 let svc = s.labels.service_name();
                 sets.entry(svc)
@@ -494,8 +503,11 @@ impl Store {
         let mut rows: Vec<StackRow<'_>> = Vec::new();
         let mut added: Vec<((String, String), i64)> = Vec::new();
         for tp in profiles {
+            if tp.profile.stacks.is_empty() {
+                continue; // every stack of this profile is known: nothing to look up
+            }
             // Which service each stack belongs to: every series naming it.
-            let mut by_stack: HashMap<u64, HashSet<&str>> = HashMap::new();
+            let mut by_stack: FxHashMap<u64, HashSet<&str>> = FxHashMap::default();
             for s in &tp.profile.series {
                 for (id, _) in &s.samples {
                     by_stack
@@ -574,11 +586,7 @@ impl Store {
         }
     }
 
-    async fn load_stack_ids(
-        &self,
-        tenant: &str,
-        service: &str,
-    ) -> Result<HashSet<i64>, StorageError> {
+    async fn load_stack_ids(&self, tenant: &str, service: &str) -> Result<StackIds, StorageError> {
         let ctx = SessionContext::new();
         let provider = self.provider(&self.stacks, STACKS, &ctx).await?;
         let df = ctx
@@ -589,7 +597,7 @@ impl Store {
                     .and(col("service_name").eq(lit(service))),
             )?
             .select_columns(&["stack_id"])?;
-        let mut ids = HashSet::new();
+        let mut ids = StackIds::default();
         let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.try_next().await? {
             let col = batch
