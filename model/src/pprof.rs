@@ -191,21 +191,19 @@ pub fn normalize(
     }
 
     // Functions: id → (name, file).
-    let mut functions: HashMap<u64, (&str, &str)> =
-        HashMap::with_capacity_and_hasher(profile.function.len(), Default::default());
+    let mut functions: IdIndex<(&str, &str)> = IdIndex::new(profile.function.len());
     for f in &profile.function {
         let entry = (strings.get(f.name)?, strings.get(f.filename)?);
-        if f.id == 0 || functions.insert(f.id, entry).is_some() {
+        if f.id == 0 || !functions.insert(f.id, entry) {
             return Err(DecodeError::BadId {
                 kind: "function",
                 id: f.id,
             });
         }
     }
-    let mut mappings: HashMap<u64, &str> =
-        HashMap::with_capacity_and_hasher(profile.mapping.len(), Default::default());
+    let mut mappings: IdIndex<&str> = IdIndex::new(profile.mapping.len());
     for m in &profile.mapping {
-        if m.id == 0 || mappings.insert(m.id, strings.get(m.filename)?).is_some() {
+        if m.id == 0 || !mappings.insert(m.id, strings.get(m.filename)?) {
             return Err(DecodeError::BadId {
                 kind: "mapping",
                 id: m.id,
@@ -217,13 +215,14 @@ pub fn normalize(
     // a stack's ID is then a hash of a few dozen integers, and its frames are built only if
     // the stack is new to the caller.
     let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.location.len() + 16);
-    let mut locations = LocationIndex::new(&profile.location);
+    // Location ID → the range of its frames (as u32s: the index is allocated per profile).
+    let mut locations: IdIndex<(u32, u32)> = IdIndex::new(profile.location.len());
     for loc in &profile.location {
         let start = frames.len();
         for line in &loc.line {
             let (name, file) =
                 functions
-                    .get(&line.function_id)
+                    .get(line.function_id)
                     .ok_or(DecodeError::UnknownFunction {
                         location: loc.id,
                         function: line.function_id,
@@ -232,7 +231,7 @@ pub fn normalize(
         }
         if loc.line.is_empty() {
             // Unsymbolized: name the frame by its address (and binary, when known).
-            let binary = mappings.get(&loc.mapping_id).copied().unwrap_or("");
+            let binary = mappings.get(loc.mapping_id).copied().unwrap_or("");
             let name = if binary.is_empty() {
                 format!("0x{:x}", loc.address)
             } else {
@@ -240,7 +239,7 @@ pub fn normalize(
             };
             frames.push(FrameRef::new(Cow::Owned(name), "", 0));
         }
-        if loc.id == 0 || !locations.insert(loc.id, start, frames.len()) {
+        if loc.id == 0 || !locations.insert(loc.id, (start as u32, frames.len() as u32)) {
             return Err(DecodeError::BadId {
                 kind: "location",
                 id: loc.id,
@@ -283,17 +282,17 @@ pub fn normalize(
             None => {
                 hashes.clear();
                 for id in &sample.location_id {
-                    let range = locations
+                    let &(start, end) = locations
                         .get(*id)
                         .ok_or(DecodeError::UnknownLocation(*id))?;
-                    hashes.extend(frames[range].iter().map(|f| f.hash));
+                    hashes.extend(frames[start as usize..end as usize].iter().map(|f| f.hash));
                 }
                 let id = builder.stack_hashed(&mut hashes, |keep| {
                     sample
                         .location_id
                         .iter()
                         .filter_map(|id| locations.get(*id))
-                        .flat_map(|range| &frames[range])
+                        .flat_map(|&(start, end)| &frames[start as usize..end as usize])
                         .take(keep)
                         .map(|f| f.to_frame(&mut shared))
                         .collect()
@@ -354,46 +353,46 @@ impl<'a> FrameRef<'a> {
     }
 }
 
-/// Location ID → range of its frames. pprof writers number locations 1..=N, so IDs up to a
-/// small multiple of the count index a vector; others go to a map.
-struct LocationIndex {
-    dense: Vec<(u32, u32)>,
-    sparse: HashMap<u64, (u32, u32)>,
+/// pprof ID (function, mapping, location) → value. Writers number IDs 1..=N, so IDs up to a small
+/// multiple of the count index a vector, with no hashing; others go to a map.
+struct IdIndex<T> {
+    dense: Vec<Option<T>>,
+    sparse: HashMap<u64, T>,
 }
 
-impl LocationIndex {
-    const EMPTY: (u32, u32) = (u32::MAX, u32::MAX);
-
-    fn new(locations: &[stackdrift_proto::pprof::Location]) -> Self {
+impl<T> IdIndex<T> {
+    fn new(count: usize) -> Self {
+        let mut dense = Vec::new();
+        dense.resize_with(count.saturating_mul(2).saturating_add(1), || None);
         Self {
-            dense: vec![Self::EMPTY; locations.len() * 2 + 1],
+            dense,
             sparse: HashMap::default(),
         }
     }
 
-    /// False when `id` is already present.
-    fn insert(&mut self, id: u64, start: usize, end: usize) -> bool {
-        let range = (
-            u32::try_from(start).unwrap_or(u32::MAX - 1),
-            u32::try_from(end).unwrap_or(u32::MAX - 1),
-        );
+    /// False when `id` is already present (the value is then not stored).
+    fn insert(&mut self, id: u64, value: T) -> bool {
         match usize::try_from(id).ok().and_then(|i| self.dense.get_mut(i)) {
-            Some(slot) if *slot == Self::EMPTY => {
-                *slot = range;
+            Some(slot @ None) => {
+                *slot = Some(value);
                 true
             }
-            Some(_) => false,
-            None => self.sparse.insert(id, range).is_none(),
+            Some(Some(_)) => false,
+            None => match self.sparse.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                    true
+                }
+            },
         }
     }
 
-    fn get(&self, id: u64) -> Option<std::ops::Range<usize>> {
-        let (start, end) = match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
-            Some(slot) if *slot == Self::EMPTY => return None,
-            Some(slot) => *slot,
-            None => *self.sparse.get(&id)?,
-        };
-        Some(start as usize..end as usize)
+    fn get(&self, id: u64) -> Option<&T> {
+        match usize::try_from(id).ok().and_then(|i| self.dense.get(i)) {
+            Some(slot) => slot.as_ref(),
+            None => self.sparse.get(&id),
+        }
     }
 }
 

@@ -344,6 +344,23 @@ fn malformed_profiles_are_typed_errors() {
         }
     ));
 
+    // Duplicate function IDs, small (indexed densely) and huge (kept in a map).
+    for id in [1, 1 << 40] {
+        let mut p = good.clone();
+        p.function[0].id = id;
+        p.function[1].id = id;
+        assert!(
+            matches!(
+                decode_err(&p),
+                DecodeError::BadId {
+                    kind: "function",
+                    ..
+                }
+            ),
+            "duplicate function id {id}"
+        );
+    }
+
     let mut p = good.clone();
     p.sample[0].value.pop();
     assert_eq!(decode_err(&p), DecodeError::ValueCount { got: 1, want: 2 });
@@ -532,4 +549,32 @@ mod fuzz {
             let _ = decode_pprof(&bytes, ctx(&l), &DecodeLimits::default());
         }
     }
+}
+
+#[test]
+fn sparse_function_and_location_ids_decode_like_dense_ones() {
+    let dense = small_profile().build();
+    let mut sparse = dense.clone();
+    // Renumber every function and location far beyond the dense range.
+    let shift = |id: u64| id * 1_000_003 + (1 << 33);
+    for f in &mut sparse.function {
+        f.id = shift(f.id);
+    }
+    for loc in &mut sparse.location {
+        loc.id = shift(loc.id);
+        for line in &mut loc.line {
+            line.function_id = shift(line.function_id);
+        }
+    }
+    for sample in &mut sparse.sample {
+        for id in &mut sample.location_id {
+            *id = shift(*id);
+        }
+    }
+    let l = labels();
+    let limits = DecodeLimits::default();
+    let a = normalize(&dense, ctx(&l), &limits).unwrap();
+    let b = normalize(&sparse, ctx(&l), &limits).unwrap();
+    assert!(!a.series.is_empty());
+    assert_eq!(a, b);
 }
