@@ -7,6 +7,7 @@
 //! Roles share nothing but the tables under `--storage-url`, so any mix of processes can run
 //! against the same URL: `all` on a laptop, or each role scaled on its own.
 
+mod allocator;
 mod cli;
 mod client;
 mod selfprof;
@@ -73,6 +74,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Only servers: client commands and `--help` above run with mimalloc's defaults.
+    allocator::reexec_tuned();
     init_logging(&cli.settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
