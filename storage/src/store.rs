@@ -4,8 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
-
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::TableProvider;
@@ -24,14 +22,11 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+use rustc_hash::{FxHashMap, FxHashSet};
 use stackdrift_model::stack::stack_id_to_i64;
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 use url::Url;
-
-/// Stack IDs of one (tenant, service). Looked up for every stack of every push: Fx hashing,
-/// not SipHash (the IDs are already hashes).
-type StackIds = FxHashSet<i64>;
 
 use crate::anomalies::{
     ANOMALIES, ANOMALIES_PARTITIONS, Anomaly, anomalies_batch, anomalies_schema,
@@ -44,6 +39,10 @@ use crate::schema::{
     TenantProfile, label_columns, rollups_schema, samples_batch, samples_file_schema, samples_head,
     samples_partition_batches, samples_schema, samples_tail, stacks_batch, stacks_schema,
 };
+
+/// Stack IDs of one (tenant, service). Looked up for every stack of every push: Fx hashing,
+/// not SipHash (the IDs are already hashes).
+type StackIds = FxHashSet<i64>;
 
 /// How many times a commit is retried when another writer committed first.
 pub(crate) const COMMIT_RETRIES: usize = 100;
@@ -142,6 +141,7 @@ impl Store {
             .appends
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             + 1;
+        stats.samples = profiles.iter().map(|p| p.profile.sample_count()).sum();
         let mut attempt = 0;
         loop {
             let mut labels: Vec<String> = current_label_columns(&table)?;
@@ -151,59 +151,32 @@ impl Store {
                 .collect();
             labels.extend(new.iter().cloned());
             let schema = samples_schema(labels.iter().map(String::as_str));
-            if new.is_empty() {
+            let written = if new.is_empty() {
                 // The usual case: every label key is a column already. Each partition's
                 // rows are built as their own batch and written straight to their file.
-                let error = match self.write_partitioned(&table, profiles, &schema, txn).await {
-                    Ok((written, rows)) => {
-                        *table = written;
-                        stats.samples = rows;
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                if self.landed(&mut table, txn).await {
-                    warn!(error = %error, txn, "samples commit reported an error but is in the log");
-                    stats.samples = profiles.iter().map(|p| p.profile.sample_count()).sum();
-                    break;
-                }
-                match error {
-                    DeltaTableError::Transaction {
-                        source: TransactionError::CommitConflict(reason),
-                    } if attempt < 5 => {
-                        attempt += 1;
-                        debug!(%reason, attempt, "samples commit conflicted; refreshing the table");
-                        table
-                            .update_incremental(None)
-                            .await
-                            .map_err(StorageError::delta(SAMPLES))?;
-                        continue;
-                    }
-                    e => return Err(StorageError::delta(SAMPLES)(e)),
-                }
-            }
-            let batch = samples_batch(profiles, &schema)?;
-            stats.samples = batch.num_rows();
-            let mut write = table
-                .clone()
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Append)
-                .with_writer_properties(writer_properties())
-                .with_target_file_size(NonZeroU64::new(128 << 20))
-                .with_commit_properties(
-                    deltalake::kernel::transaction::CommitProperties::default()
-                        .with_max_retries(COMMIT_RETRIES)
-                        .with_application_transaction(deltalake::kernel::Transaction::new(
-                            &self.writer_id,
-                            txn,
-                        )),
-                );
-            if !new.is_empty() {
+                self.write_partitioned(&table, profiles, &schema, txn).await
+            } else {
                 // New label keys grow the schema; older files read the new columns as NULL.
                 debug!(columns = ?new, "adding label columns");
-                write = write.with_schema_mode(SchemaMode::Merge);
-            }
-            let error = match write.await {
+                let batch = samples_batch(profiles, &schema)?;
+                table
+                    .clone()
+                    .write(vec![batch])
+                    .with_save_mode(SaveMode::Append)
+                    .with_writer_properties(writer_properties())
+                    .with_target_file_size(NonZeroU64::new(128 << 20))
+                    .with_commit_properties(
+                        deltalake::kernel::transaction::CommitProperties::default()
+                            .with_max_retries(COMMIT_RETRIES)
+                            .with_application_transaction(deltalake::kernel::Transaction::new(
+                                &self.writer_id,
+                                txn,
+                            )),
+                    )
+                    .with_schema_mode(SchemaMode::Merge)
+                    .await
+            };
+            let error = match written {
                 Ok(t) => {
                     *table = t;
                     break;
@@ -241,8 +214,7 @@ impl Store {
 
     /// Writes the samples of `profiles` (whose label keys are all columns of `schema`, the
     /// table's current schema) one file per partition, and commits them with the
-    /// transaction action `txn` in one commit. Returns the table as of that commit and the
-    /// number of rows written. Unlike `DeltaTable::write`, which builds one batch and copies
+    /// transaction action `txn` in one commit. Returns the table as of that commit. Unlike `DeltaTable::write`, which builds one batch and copies
     /// every column again to split it by partition, each partition's batch is built once.
     async fn write_partitioned(
         &self,
@@ -250,13 +222,12 @@ impl Store {
         profiles: &[TenantProfile],
         schema: &arrow::datatypes::SchemaRef,
         txn: i64,
-    ) -> Result<(DeltaTable, usize), DeltaTableError> {
+    ) -> Result<DeltaTable, DeltaTableError> {
         use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
         use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 
         let batches = samples_partition_batches(profiles, schema)
             .map_err(|e| DeltaTableError::generic(e.to_string()))?;
-        let rows = batches.iter().map(|(_, b)| b.num_rows()).sum();
         let state = table.snapshot()?;
         let config = WriterConfig::new(
             state.snapshot().arrow_schema(),
@@ -320,7 +291,7 @@ impl Store {
         .await?;
         let mut written = table.clone();
         written.state = Some(commit.snapshot());
-        Ok((written, rows))
+        Ok(written)
     }
 
     /// Whether the samples commit `txn` of this process is in the log (brings `table` up to
