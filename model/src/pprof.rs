@@ -25,6 +25,10 @@ use crate::normalized::{KnownStacks, NormalizedProfile, ProfileBuilder};
 use crate::profile_type::{ProfileType, default_family};
 use crate::stack::{Frame, frame_hash};
 
+pub mod flat;
+
+pub use flat::FlatProfile;
+
 /// Limits applied while decoding one profile (Pyroscope's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecodeLimits {
