@@ -1,10 +1,13 @@
-//! pprof decoding: bytes (gzipped or raw) → [`Profile`] → [`NormalizedProfile`].
+//! pprof decoding: bytes (gzipped or raw) → [`FlatProfile`] → [`NormalizedProfile`].
 //!
 //! ```text
-//!  bytes ─▶ read_capped (gunzip, stops at the cap) ─▶ prost decode ─▶ validate indices
+//!  bytes ─▶ read_capped (gunzip, stops at the cap) ─▶ FlatProfile::decode ─▶ validate indices
 //!        ─▶ per sample: locations → frames (leaf first) → stack_id
 //!        ─▶ per sample type: one series, values summed per stack
 //! ```
+//!
+//! [`decode_profile`] (prost, owned [`Profile`]) stays for callers that edit the message
+//! first; [`normalize`] takes such a message through [`FlatProfile::from_prost`].
 
 // Keys here are stack hashes, IDs and short slices: Fx hashing, not SipHash (a profile
 // hashes every sample several times, and nothing here is attacker-keyed at scale).
@@ -27,6 +30,7 @@ use crate::stack::{Frame, frame_hash};
 
 pub mod flat;
 
+use flat::FlatLabel;
 pub use flat::FlatProfile;
 
 /// Limits applied while decoding one profile (Pyroscope's defaults).
@@ -80,7 +84,10 @@ pub fn read_capped(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-/// Decodes a pprof protobuf, gzipped or raw.
+/// Decodes a pprof protobuf, gzipped or raw, into owned prost types.
+///
+/// [`decode_pprof`] does not use it (it decodes into a borrowing [`FlatProfile`]); it is for
+/// callers that need a [`Profile`] to edit.
 pub fn decode_profile(bytes: &[u8], max_uncompressed: usize) -> Result<Profile, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
@@ -129,55 +136,72 @@ pub fn decode_pprof(
     ctx: SeriesContext<'_>,
     limits: &DecodeLimits,
 ) -> Result<NormalizedProfile, DecodeError> {
-    let profile = decode_profile(bytes, limits.max_uncompressed_bytes)?;
-    normalize(&profile, ctx, limits)
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let raw = read_capped(bytes, limits.max_uncompressed_bytes)?;
+    if raw.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let profile = FlatProfile::decode(&raw)?;
+    normalize_flat(&profile, ctx, limits)
 }
 
-struct Strings<'a>(&'a [String]);
+struct Strings<'s, 'a>(&'s [&'a str]);
 
-impl<'a> Strings<'a> {
+impl<'a> Strings<'_, 'a> {
     fn get(&self, index: i64) -> Result<&'a str, DecodeError> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.0.get(i))
-            .map(String::as_str)
-            .ok_or(DecodeError::StringIndex {
+        // `let else`, not `ok_or`: the error is built only when the lookup fails.
+        let Some(s) = usize::try_from(index).ok().and_then(|i| self.0.get(i)) else {
+            return Err(DecodeError::StringIndex {
                 index,
                 len: self.0.len(),
-            })
+            });
+        };
+        Ok(s)
     }
 }
 
 /// Turns a decoded pprof into normalized series, one per sample type (and per distinct set of
-/// string sample labels).
+/// string sample labels). The same as [`normalize_flat`] of [`FlatProfile::from_prost`].
 pub fn normalize(
     profile: &Profile,
+    ctx: SeriesContext<'_>,
+    limits: &DecodeLimits,
+) -> Result<NormalizedProfile, DecodeError> {
+    normalize_flat(&FlatProfile::from_prost(profile), ctx, limits)
+}
+
+/// Turns a decoded pprof into normalized series, one per sample type (and per distinct set of
+/// string sample labels).
+pub fn normalize_flat(
+    profile: &FlatProfile<'_>,
     ctx: SeriesContext<'_>,
     limits: &DecodeLimits,
 ) -> Result<NormalizedProfile, DecodeError> {
     if profile.sample_type.is_empty() {
         return Err(DecodeError::NoSampleTypes);
     }
-    if profile.string_table.first().is_none_or(|s| !s.is_empty()) {
+    if profile.strings.first().is_none_or(|s| !s.is_empty()) {
         return Err(DecodeError::BadStringTable);
     }
-    if profile.sample.len() > limits.max_samples {
+    if profile.samples.len() > limits.max_samples {
         return Err(DecodeError::TooManySamples {
-            count: profile.sample.len(),
+            count: profile.samples.len(),
             max: limits.max_samples,
         });
     }
-    let strings = Strings(&profile.string_table);
+    let strings = Strings(&profile.strings);
 
     // Profile types, one per sample type.
-    let (period_type, period_unit) = match &profile.period_type {
-        Some(vt) => (strings.get(vt.r#type)?, strings.get(vt.unit)?),
+    let (period_type, period_unit) = match profile.period_type {
+        Some((ty, unit)) => (strings.get(ty)?, strings.get(unit)?),
         None => ("", ""),
     };
     let mut types = Vec::with_capacity(profile.sample_type.len());
-    for vt in &profile.sample_type {
-        let sample_type = strings.get(vt.r#type)?;
-        let sample_unit = strings.get(vt.unit)?;
+    for &(ty, unit) in &profile.sample_type {
+        let sample_type = strings.get(ty)?;
+        let sample_unit = strings.get(unit)?;
         let family = ctx.family.unwrap_or_else(|| default_family(sample_type));
         let parts = [family, sample_type, sample_unit, period_type, period_unit];
         if sample_type.is_empty() || family.is_empty() || parts.iter().any(|p| p.contains(':')) {
@@ -195,8 +219,8 @@ pub fn normalize(
     }
 
     // Functions: id → (name, file).
-    let mut functions: IdIndex<(&str, &str)> = IdIndex::new(profile.function.len());
-    for f in &profile.function {
+    let mut functions: IdIndex<(&str, &str)> = IdIndex::new(profile.functions.len());
+    for f in &profile.functions {
         let entry = (strings.get(f.name)?, strings.get(f.filename)?);
         if f.id == 0 || !functions.insert(f.id, entry) {
             return Err(DecodeError::BadId {
@@ -205,8 +229,8 @@ pub fn normalize(
             });
         }
     }
-    let mut mappings: IdIndex<&str> = IdIndex::new(profile.mapping.len());
-    for m in &profile.mapping {
+    let mut mappings: IdIndex<&str> = IdIndex::new(profile.mappings.len());
+    for m in &profile.mappings {
         if m.id == 0 || !mappings.insert(m.id, strings.get(m.filename)?) {
             return Err(DecodeError::BadId {
                 kind: "mapping",
@@ -218,22 +242,22 @@ pub fn normalize(
     // Locations: id → a range of `frames`, innermost first. Each frame is hashed once here;
     // a stack's ID is then a hash of a few dozen integers, and its frames are built only if
     // the stack is new to the caller.
-    let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.location.len() + 16);
+    let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.lines.len() + 16);
     // Location ID → the range of its frames (as u32s: the index is allocated per profile).
-    let mut locations: IdIndex<(u32, u32)> = IdIndex::new(profile.location.len());
-    for loc in &profile.location {
+    let mut locations: IdIndex<(u32, u32)> = IdIndex::new(profile.locations.len());
+    for loc in &profile.locations {
         let start = frames.len();
-        for line in &loc.line {
-            let (name, file) =
-                functions
-                    .get(line.function_id)
-                    .ok_or(DecodeError::UnknownFunction {
-                        location: loc.id,
-                        function: line.function_id,
-                    })?;
+        let lines = profile.location_lines(loc);
+        for line in lines {
+            let Some(&(name, file)) = functions.get(line.function_id) else {
+                return Err(DecodeError::UnknownFunction {
+                    location: loc.id,
+                    function: line.function_id,
+                });
+            };
             frames.push(FrameRef::new(Cow::Borrowed(name), file, line.line));
         }
-        if loc.line.is_empty() {
+        if lines.is_empty() {
             // Unsymbolized: name the frame by its address (and binary, when known).
             let binary = mappings.get(loc.mapping_id).copied().unwrap_or("");
             let name = if binary.is_empty() {
@@ -253,8 +277,9 @@ pub fn normalize(
 
     // A sample label may move a sample to another service; then "known for this service"
     // does not hold for its stacks, and every stack keeps its frames.
-    let moves_service = profile.sample.iter().any(|s| {
-        s.label
+    let moves_service = profile.samples.iter().any(|s| {
+        profile
+            .sample_labels(s)
             .iter()
             .any(|l| l.str != 0 && strings.get(l.key).is_ok_and(|k| k == SERVICE_NAME))
     });
@@ -274,26 +299,27 @@ pub fn normalize(
     let mut shared: HashMap<&str, Arc<str>> = HashMap::default();
     let mut hashes: Vec<u64> = Vec::with_capacity(64);
 
-    for sample in &profile.sample {
-        if sample.value.len() != types.len() {
+    for sample in &profile.samples {
+        let values = profile.sample_values(sample);
+        let location_ids = profile.sample_location_ids(sample);
+        if values.len() != types.len() {
             return Err(DecodeError::ValueCount {
-                got: sample.value.len(),
+                got: values.len(),
                 want: types.len(),
             });
         }
-        let stack = match stack_cache.get(sample.location_id.as_slice()) {
+        let stack = match stack_cache.get(location_ids) {
             Some(id) => *id,
             None => {
                 hashes.clear();
-                for id in &sample.location_id {
-                    let &(start, end) = locations
-                        .get(*id)
-                        .ok_or(DecodeError::UnknownLocation(*id))?;
+                for &id in location_ids {
+                    let Some(&(start, end)) = locations.get(id) else {
+                        return Err(DecodeError::UnknownLocation(id));
+                    };
                     hashes.extend(frames[start as usize..end as usize].iter().map(|f| f.hash));
                 }
                 let id = builder.stack_hashed(&mut hashes, |keep| {
-                    sample
-                        .location_id
+                    location_ids
                         .iter()
                         .filter_map(|id| locations.get(*id))
                         .flat_map(|&(start, end)| &frames[start as usize..end as usize])
@@ -301,12 +327,12 @@ pub fn normalize(
                         .map(|f| f.to_frame(&mut shared))
                         .collect()
                 });
-                stack_cache.insert(sample.location_id.as_slice(), id);
+                stack_cache.insert(location_ids, id);
                 id
             }
         };
         let series = sample_series(
-            sample,
+            profile.sample_labels(sample),
             &strings,
             &base,
             &types,
@@ -315,7 +341,7 @@ pub fn normalize(
             &ctx,
             limits,
         )?;
-        for (i, value) in sample.value.iter().enumerate() {
+        for (i, value) in values.iter().enumerate() {
             builder.add(series[i], stack, *value)?;
         }
     }
@@ -403,8 +429,8 @@ impl<T> IdIndex<T> {
 /// The series indices (one per sample type) a sample belongs to, by its string labels.
 #[allow(clippy::too_many_arguments)]
 fn sample_series(
-    sample: &stackdrift_proto::pprof::Sample,
-    strings: &Strings<'_>,
+    sample_labels: &[FlatLabel],
+    strings: &Strings<'_, '_>,
     base: &[usize],
     types: &[ProfileType],
     labelled: &mut HashMap<Vec<(i64, i64)>, Vec<usize>>,
@@ -413,7 +439,7 @@ fn sample_series(
     limits: &DecodeLimits,
 ) -> Result<Vec<usize>, DecodeError> {
     let mut key: Vec<(i64, i64)> = Vec::new();
-    for l in &sample.label {
+    for l in sample_labels {
         if l.str == 0 {
             continue; // numeric label: not a series dimension
         }
