@@ -72,7 +72,7 @@ pub fn read_capped(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
         }
         return Ok(bytes.to_vec());
     }
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(4).min(max));
+    let mut out = Vec::with_capacity(gunzip_capacity(bytes, max));
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     MultiGzDecoder::new(bytes)
         .take(limit)
@@ -82,6 +82,32 @@ pub fn read_capped(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
         return Err(DecodeError::TooLarge { max });
     }
     Ok(out)
+}
+
+/// Deflate expands at most ~1032×: a larger gzip ISIZE is not this member's size.
+const MAX_DEFLATE_RATIO: usize = 1_032;
+
+/// Capacity for gunzipping `gz` with cap `max`: the gzip trailer's ISIZE (the last member's
+/// size mod 2^32, the whole size for the usual single member) when plausible, else 4×; never
+/// more than `max + 1`, what [`read_capped`] reads at most. Only a hint: a multi-member stream
+/// just grows the buffer.
+fn gunzip_capacity(gz: &[u8], max: usize) -> usize {
+    let isize_hint = gz
+        .len()
+        .checked_sub(4)
+        .and_then(|at| gz.get(at..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map(|tail| u32::from_le_bytes(tail) as usize)
+        .filter(|&n| {
+            n <= gz
+                .len()
+                .saturating_mul(MAX_DEFLATE_RATIO)
+                .saturating_add(64)
+        });
+    match isize_hint {
+        Some(n) => n.min(max).saturating_add(1),
+        None => gz.len().saturating_mul(4).min(max),
+    }
 }
 
 /// Decodes a pprof protobuf, gzipped or raw, into owned prost types.
