@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  pprof/gunzip             read_capped: gunzip only                        (bytes/s of pprof)
-//!  pprof/decode             decode_profile: gunzip + protobuf decode        (samples/s)
+//!  pprof/decode             decode_profile: gunzip + prost decode           (samples/s)
+//!  pprof/decode_flat        read_capped + FlatProfile::decode, what decode_pprof decodes
+//!                           with                                            (samples/s)
 //!  pprof/normalize          normalize of an already decoded Profile         (samples/s)
 //!  pprof/decode_normalize   decode_pprof, what the ingester runs per push   (samples/s)
 //!  pprof/decode_normalize_known_stacks
@@ -28,7 +30,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 use stackdrift_model::encode::gzip;
-use stackdrift_model::pprof::{decode_profile, normalize, read_capped};
+use stackdrift_model::pprof::{FlatProfile, decode_profile, normalize, read_capped};
 use stackdrift_model::stack::{frame_hash, stack_id_from_hashes};
 use stackdrift_model::{
     DecodeLimits, Frame, KnownStacks, LabelLimits, Labels, SeriesContext, decode_pprof, stack_id,
@@ -416,6 +418,12 @@ fn pprof_benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(samples));
     group.bench_function("decode", |b| {
         b.iter(|| decode_profile(black_box(&payload.gz), limits.max_uncompressed_bytes))
+    });
+    group.bench_function("decode_flat", |b| {
+        b.iter(|| {
+            let raw = read_capped(black_box(&payload.gz), limits.max_uncompressed_bytes)?;
+            FlatProfile::decode(&raw).map(|p| p.samples.len())
+        })
     });
     group.bench_function("normalize", |b| {
         b.iter(|| normalize(black_box(&payload.profile), ctx(None), &limits))

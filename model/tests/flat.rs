@@ -210,7 +210,7 @@ fn labels() -> Labels {
 }
 
 fn every_other(id: u64) -> bool {
-    id % 2 == 0
+    id.is_multiple_of(2)
 }
 
 /// Checks every field of the flat form against the prost message.
