@@ -45,8 +45,11 @@ echo "$clients clients, ${secs} s per protocol, default flush interval (500 ms);
 echo
 echo "| Run | pushes/s | samples/s | vs decode floor | ack p50 / p99 / max (ms) | refused | errors |"
 echo "|---|---|---|---|---|---|---|"
-printf '| decode floor (gunzip + protobuf) | %s | %s | 1.00 | | | |\n' \
+printf '| decode floor (gunzip + prost decode) | %s | %s | 1.00 | | | |\n' \
   "$(field "$floor" decode_profiles_per_sec)" "$floor_decode"
+printf '| gunzip + flat decode (the ingester'"'"'s decoder) | %s | %s | %.2f | | | |\n' \
+  "$(field "$floor" flat_profiles_per_sec)" "$(field "$floor" flat_samples_per_sec)" \
+  "$(python3 -c "print($(field "$floor" flat_samples_per_sec) / $floor_decode)")"
 printf '| decode + normalize (stack hashing) | %s | %s | %.2f | | | |\n' \
   "$(field "$floor" normalize_profiles_per_sec)" "$floor_norm" \
   "$(python3 -c "print($floor_norm / $floor_decode)")"

@@ -5,9 +5,10 @@
 #
 # Usage: scripts/bench.sh [small|full]      (default: small, ≤ 10 minutes after the build)
 #
-#   1. ingest: the decode floor (`stackdrift-loadgen --floor`: gunzip + protobuf decode of the
-#      same payloads on all cores), then `stackdrift ingester` alone under closed-loop pushes
-#      over Connect (full: also gRPC and /ingest); ingester peak RSS from /proc.
+#   1. ingest: the decode floor (`stackdrift-loadgen --floor`: gunzip + prost protobuf decode
+#      of the same payloads on all cores), then `stackdrift ingester` alone under closed-loop
+#      pushes over Connect (full: also gRPC and /ingest), then the floor again; ingester peak
+#      RSS and CPU seconds from /proc.
 #   2. 7 days of 10 s CPU profiles of one service backfilled into a second `stackdrift
 #      ingester`, compacted by `stackdrift compactor --once` (then a vacuum pass).
 #   3. storage: live Parquet bytes of samples + stacks per pprof sample, next to the gzipped
@@ -56,6 +57,8 @@ EOF
 # Progress lines carry the seconds since the measurements began.
 say() { echo "== [$(( $(date +%s) - began )) s] $*" >&2; }
 hwm() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$1/status"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # role NAME DIR ARGS...: starts `stackdrift NAME` on DIR; sets $addr and $role_pid.
 role() {
   bench_start_role "$@"
@@ -76,12 +79,19 @@ put floor "$(result "$work/floor.out")"
 role ingester "$work/ingest" --ingestion-rate-bytes 0
 for proto in $protocols; do
   say "[1/5] ingest over $proto: $clients clients, ${secs} s"
+  cpu0="$(cpu_secs "$role_pid")"
   "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs" \
     > "$work/ingest-$proto.out"
   put "ingest_$proto" "$(result "$work/ingest-$proto.out")"
+  put "ingest_${proto}_server_cpu_s" "$(python3 -c "print($(cpu_secs "$role_pid") - $cpu0)")"
 done
 put ingester_rss_mib "$(hwm "$role_pid")"
 stop "$role_pid"
+# One floor run moves by up to ±20 % on a shared VM: measure it again after the ingest runs;
+# the report holds ingest against the faster of the two.
+say "[1/5] decode floor again, after the ingest runs"
+"$lg" --floor --threads "$(nproc)" --duration "$secs" > "$work/floor-after.out"
+put floor_after "$(result "$work/floor-after.out")"
 
 # 2. Seven days of one service, compacted.
 say "[2/5] backfilling ${days} d of 10 s profiles, ${stacks} stacks each"

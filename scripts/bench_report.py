@@ -25,15 +25,32 @@ def met(ok):
 def table(f):
     run = f["run"]
     rows = []  # (figure, measured, target, met)
-    floor = f["floor"]["decode_samples_per_sec"]
+    # The floor is measured before and after the ingest runs; ingest is held against the
+    # faster of the two (the stricter ratio).
+    floors = [f[k] for k in ("floor", "floor_after") if k in f]
+    best = max(floors, key=lambda x: x["decode_samples_per_sec"])
+    floor = best["decode_samples_per_sec"]
+    measured = " and ".join(f"{fmt(x['decode_samples_per_sec'], 0)}" for x in floors)
     rows.append(
         (
-            "decode floor (gunzip + protobuf, all cores)",
-            f"{fmt(floor, 0)} samples/s ({fmt(f['floor']['decode_profiles_per_sec'], 0)} profiles/s)",
+            "decode floor (gunzip + prost protobuf decode, all cores; before and after)",
+            f"{measured} samples/s ({fmt(best['decode_profiles_per_sec'], 0)} profiles/s at best)",
             "",
             "",
         )
     )
+    if "flat_samples_per_sec" in best:
+        flat = max(x.get("flat_samples_per_sec", 0) for x in floors)
+        rows.append(
+            (
+                "the ingester's decoder (gunzip + flat protobuf decode, all cores)",
+                f"{fmt(flat, 0)} samples/s = {flat / floor:.2f}× the floor",
+                "",
+                "",
+            )
+        )
+    # CPU one profile's prost decode takes (the floor's threads over its rate).
+    decode_cpu_s = best["threads"] / best["decode_profiles_per_sec"]
     for proto in ("connect", "grpc", "ingest"):
         r = f.get(f"ingest_{proto}")
         if not r:
@@ -48,6 +65,17 @@ def table(f):
                 met(ratio >= 0.5),
             )
         )
+        cpu = f.get(f"ingest_{proto}_server_cpu_s")
+        if cpu and r.get("pushes_ok"):
+            per_push = cpu / r["pushes_ok"]
+            rows.append(
+                (
+                    f"ingester CPU per push over {name}",
+                    f"{per_push * 1e3:.2f} ms = {per_push / decode_cpu_s:.2f} prost decodes",
+                    "",
+                    "",
+                )
+            )
         rows.append(
             (
                 f"acknowledgement latency over {name}",

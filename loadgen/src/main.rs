@@ -4,9 +4,10 @@
 //!
 //! ```text
 //!  generate pool (before the clock starts) ─┬─ --dump DIR  → DIR/profile-NNN.pb.gz, exit
-//!                                           ├─ --floor     → N threads: decode_profile, then
-//!                                           │                decode_pprof (normalize), each
-//!                                           │                for --duration
+//!                                           ├─ --floor     → N threads: decode_profile (prost),
+//!                                           │                then the ingester's flat decoder,
+//!                                           │                then decode_pprof (normalize),
+//!                                           │                each for --duration
 //!                                           └─ run         → --clients closed-loop senders
 //!                                                            (optionally paced by --rate)
 //!  end: human summary + one `RESULT {json}` line
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
-use stackdrift_model::pprof::decode_profile;
+use stackdrift_model::pprof::{FlatProfile, decode_profile, read_capped};
 use stackdrift_model::{DecodeLimits, LabelLimits, Labels, SeriesContext, decode_pprof};
 
 use crate::generate::{GenConfig, Generator, Payload};
@@ -297,6 +298,18 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         "decode (gunzip + protobuf)    {d_pps:>10.1} profiles/s  {d_sps:>12.0} samples/s  ({n1} in {t1:.2} s)"
     );
 
+    // The ingester's own decoder: the same bytes into borrowed flat vectors (no per-sample or
+    // per-string allocation). Reported next to the floor, which stays the prost decode.
+    let (n3, s3, t3) = floor_phase(pool, threads, duration, |i| {
+        let raw = read_capped(&pool[i].gz, limits.max_uncompressed_bytes).expect("gunzips");
+        let p = FlatProfile::decode(&raw).expect("decodes");
+        std::hint::black_box(p.samples.len())
+    });
+    let (f_pps, f_sps) = (n3 as f64 / t3, s3 as f64 / t3);
+    println!(
+        "decode (gunzip + flat)        {f_pps:>10.1} profiles/s  {f_sps:>12.0} samples/s  ({n3} in {t3:.2} s)"
+    );
+
     let now_us = now_nanos() / 1_000;
     let (n2, s2, t2) = floor_phase(pool, threads, duration, |i| {
         let ctx = SeriesContext {
@@ -319,6 +332,8 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         "seconds": round3(duration.as_secs_f64()),
         "decode_profiles_per_sec": round3(d_pps),
         "decode_samples_per_sec": round3(d_sps),
+        "flat_profiles_per_sec": round3(f_pps),
+        "flat_samples_per_sec": round3(f_sps),
         "normalize_profiles_per_sec": round3(n_pps),
         "normalize_samples_per_sec": round3(n_sps),
     });
