@@ -110,18 +110,24 @@ fn gunzip_capacity(gz: &[u8], max: usize) -> usize {
     }
 }
 
+/// [`read_capped`], with an empty payload (before or after gunzip) as [`DecodeError::Empty`].
+fn read_nonempty(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let raw = read_capped(bytes, max)?;
+    if raw.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(raw)
+}
+
 /// Decodes a pprof protobuf, gzipped or raw, into owned prost types.
 ///
 /// [`decode_pprof`] does not use it (it decodes into a borrowing [`FlatProfile`]); it is for
 /// callers that need a [`Profile`] to edit.
 pub fn decode_profile(bytes: &[u8], max_uncompressed: usize) -> Result<Profile, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let raw = read_capped(bytes, max_uncompressed)?;
-    if raw.is_empty() {
-        return Err(DecodeError::Empty);
-    }
+    let raw = read_nonempty(bytes, max_uncompressed)?;
     Profile::decode(raw.as_slice()).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("UTF-8") {
@@ -162,13 +168,7 @@ pub fn decode_pprof(
     ctx: SeriesContext<'_>,
     limits: &DecodeLimits,
 ) -> Result<NormalizedProfile, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let raw = read_capped(bytes, limits.max_uncompressed_bytes)?;
-    if raw.is_empty() {
-        return Err(DecodeError::Empty);
-    }
+    let raw = read_nonempty(bytes, limits.max_uncompressed_bytes)?;
     let profile = FlatProfile::decode(&raw)?;
     normalize_flat(&profile, ctx, limits)
 }
