@@ -60,6 +60,9 @@ pub struct AppendStats {
     pub stacks_commit: std::time::Duration,
     /// Time spent writing and committing the sample rows.
     pub samples_commit: std::time::Duration,
+    /// The part of `samples_commit` spent building, encoding and uploading the sample files
+    /// (the rest is waiting for the table and committing).
+    pub samples_encode: std::time::Duration,
 }
 
 /// Handle on the tables of one storage URL. Cheap to share (`Arc`).
@@ -135,51 +138,71 @@ impl Store {
         stats.stacks = self.append_stacks(profiles).await?;
         stats.stacks_commit = started.elapsed();
 
-        let mut table = self.samples.lock().await;
-        let started = std::time::Instant::now();
-        let txn = self
-            .appends
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
         stats.samples = profiles.iter().map(|p| p.profile.sample_count()).sum();
+        let started = std::time::Instant::now();
         let mut attempt = 0;
-        loop {
-            let mut labels: Vec<String> = current_label_columns(&table)?;
+        let table = loop {
+            // The table as of now decides the columns. The rows are encoded and uploaded
+            // without holding the table's lock, so a second batch can encode while this one
+            // commits; only numbering and committing take the lock, which keeps this
+            // process's transaction numbers in log order.
+            let view = self.samples.lock().await.clone();
+            let mut labels: Vec<String> = current_label_columns(&view)?;
             let new: Vec<String> = label_columns(profiles)
                 .into_iter()
                 .filter(|l| !labels.contains(l))
                 .collect();
             labels.extend(new.iter().cloned());
             let schema = samples_schema(labels.iter().map(String::as_str));
-            let written = if new.is_empty() {
+            let adds = if new.is_empty() {
                 // The usual case: every label key is a column already. Each partition's
                 // rows are built as their own batch and written straight to their file.
-                self.write_partitioned(&table, profiles, &schema, txn).await
-            } else {
-                // New label keys grow the schema; older files read the new columns as NULL.
-                debug!(columns = ?new, "adding label columns");
-                let batch = samples_batch(profiles, &schema)?;
-                table
-                    .clone()
-                    .write(vec![batch])
-                    .with_save_mode(SaveMode::Append)
-                    .with_writer_properties(writer_properties())
-                    .with_target_file_size(NonZeroU64::new(128 << 20))
-                    .with_commit_properties(
-                        deltalake::kernel::transaction::CommitProperties::default()
-                            .with_max_retries(COMMIT_RETRIES)
-                            .with_application_transaction(deltalake::kernel::Transaction::new(
-                                &self.writer_id,
-                                txn,
-                            )),
-                    )
-                    .with_schema_mode(SchemaMode::Merge)
+                // Nothing is committed yet: an upload error is simply this append's error.
+                let encode = std::time::Instant::now();
+                let adds = self
+                    .encode_partitioned(&view, profiles, &schema)
                     .await
+                    .map_err(StorageError::delta(SAMPLES))?;
+                stats.samples_encode += encode.elapsed();
+                Some(adds)
+            } else {
+                None
+            };
+            drop(view);
+            let mut table = self.samples.lock().await;
+            let txn = self
+                .appends
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            let written = match adds {
+                Some(adds) => self.commit_adds(&table, adds, txn).await,
+                None => {
+                    // New label keys grow the schema; older files read the new columns as
+                    // NULL. Rare, so this path writes and commits under the lock.
+                    debug!(columns = ?new, "adding label columns");
+                    let batch = samples_batch(profiles, &schema)?;
+                    table
+                        .clone()
+                        .write(vec![batch])
+                        .with_save_mode(SaveMode::Append)
+                        .with_writer_properties(writer_properties())
+                        .with_target_file_size(NonZeroU64::new(128 << 20))
+                        .with_commit_properties(
+                            deltalake::kernel::transaction::CommitProperties::default()
+                                .with_max_retries(COMMIT_RETRIES)
+                                .with_application_transaction(deltalake::kernel::Transaction::new(
+                                    &self.writer_id,
+                                    txn,
+                                )),
+                        )
+                        .with_schema_mode(SchemaMode::Merge)
+                        .await
+                }
             };
             let error = match written {
                 Ok(t) => {
                     *table = t;
-                    break;
+                    break table;
                 }
                 Err(e) => e,
             };
@@ -189,7 +212,7 @@ impl Store {
             // or writing again, which would store the rows twice.
             if self.landed(&mut table, txn).await {
                 warn!(error = %error, txn, "samples commit reported an error but is in the log");
-                break;
+                break table;
             }
             match error {
                 // Another writer changed the schema (added label columns) since this handle
@@ -206,24 +229,23 @@ impl Store {
                 }
                 e => return Err(StorageError::delta(SAMPLES)(e)),
             }
-        }
+        };
         stats.samples_commit = started.elapsed();
         stats.samples_version = table.version();
         Ok(stats)
     }
 
-    /// Writes the samples of `profiles` (whose label keys are all columns of `schema`, the
-    /// table's current schema) one file per partition, and commits them with the
-    /// transaction action `txn` in one commit. Returns the table as of that commit. Unlike `DeltaTable::write`, which builds one batch and copies
-    /// every column again to split it by partition, each partition's batch is built once.
-    async fn write_partitioned(
+    /// Encodes the samples of `profiles` (whose label keys are all columns of `schema`, the
+    /// schema of `table`) one Parquet file per partition and uploads the files; returns their
+    /// add actions, for [`Store::commit_adds`]. Unlike `DeltaTable::write`, which builds one
+    /// batch and copies every column again to split it by partition, each partition's batch
+    /// is built once.
+    async fn encode_partitioned(
         &self,
         table: &DeltaTable,
         profiles: &[TenantProfile],
         schema: &arrow::datatypes::SchemaRef,
-        txn: i64,
-    ) -> Result<DeltaTable, DeltaTableError> {
-        use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+    ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
         use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 
         let batches = samples_partition_batches(profiles, schema)
@@ -265,7 +287,21 @@ impl Store {
                 return Err(e);
             }
         }
-        let adds = writer.close().await?;
+        writer.close().await
+    }
+
+    /// Commits the files `adds` to `samples` with the transaction action `txn`, in one
+    /// commit on top of `table` (retried past other writers' appends). Returns the table as
+    /// of that commit.
+    async fn commit_adds(
+        &self,
+        table: &DeltaTable,
+        adds: Vec<deltalake::kernel::Add>,
+        txn: i64,
+    ) -> Result<DeltaTable, DeltaTableError> {
+        use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+
+        let state = table.snapshot()?;
         let commit = CommitBuilder::from(
             CommitProperties::default()
                 .with_max_retries(COMMIT_RETRIES)

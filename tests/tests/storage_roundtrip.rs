@@ -267,3 +267,70 @@ async fn round_trip_s3() {
     assert!(s3.file_count("stackdrift/samples/_delta_log") >= 3);
     assert!(s3.file_count("stackdrift/stacks") >= 2);
 }
+
+/// Appends from one store running at once (the ingester flushes batches in parallel): each
+/// encodes its files without waiting for the others, and each lands exactly once, one commit
+/// each, with this process's transaction numbers in log order. One of them adds a label
+/// column, which takes the schema-merging path while the others are in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_land_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig::local(dir.path().join("data"));
+    let store = std::sync::Arc::new(Store::open(config.clone()).await.unwrap());
+    let base = labels(&[("service_name", "cpu-burn"), ("env", "test")]);
+    let profile = |l: &Labels| TenantProfile {
+        tenant: "acme".into(),
+        profile: decode(&fixture("cpu_burn.pb.gz"), l),
+    };
+    let first = store.append(&[profile(&base)]).await.unwrap();
+    assert_eq!(first.samples_version, Some(1));
+
+    let with_region = labels(&[
+        ("service_name", "cpu-burn"),
+        ("env", "test"),
+        ("region", "eu"),
+    ]);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let p = if i == 3 {
+            profile(&with_region)
+        } else {
+            profile(&base)
+        };
+        tasks.push(tokio::spawn(async move { store.append(&[p]).await }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.unwrap().unwrap().samples_version.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>(), "one commit each");
+    assert_eq!(store.committed_appends().await.unwrap(), Some(9));
+
+    let p = decode_profile(&fixture("cpu_burn.pb.gz"), 1 << 30).unwrap();
+    let times9: BTreeMap<String, (i64, i64)> = function_totals(&p, "cpu")
+        .into_iter()
+        .map(|(k, (s, t))| (k, (s * 9, t * 9)))
+        .collect();
+    let reader = Store::open(config).await.unwrap();
+    let ctx = SessionContext::new();
+    reader.register(&ctx, None).await.unwrap();
+    assert_eq!(
+        sql::function_totals(&ctx, "acme", "cpu-burn", CPU).await,
+        times9
+    );
+    let regions = sql::rows3(
+        &ctx,
+        "SELECT COALESCE(region, '-'), COUNT(*), 0 FROM samples GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let per_profile = profile(&base).profile.sample_count() as i64;
+    assert_eq!(
+        regions,
+        vec![
+            ("-".to_owned(), 8 * per_profile, 0),
+            ("eu".to_owned(), per_profile, 0)
+        ]
+    );
+}
