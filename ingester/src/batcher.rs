@@ -6,13 +6,17 @@
 //!  push ─┘        ▲             └─ Store::append (one samples commit) ─▶ answer every waiter
 //!                 └── each push waits on its own oneshot: Ok only after the commit
 //! ```
+//!
+//! Up to `max_flushes` batches are flushed at once: while one is encoded and committed the
+//! loop gathers the next, so decoding pushes and writing batches overlap. Each flush is its
+//! own samples commit; the store encodes them in parallel and commits them one at a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stackdrift_storage::{Store, TenantProfile};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
@@ -26,6 +30,9 @@ pub struct BatchConfig {
     pub max_age: Duration,
     /// A batch is committed as soon as it holds this many sample rows.
     pub max_rows: usize,
+    /// At most this many batches are being flushed at once (at least 1). A batch that is due
+    /// while they all are waits, and keeps gathering pushes, until one is done.
+    pub max_flushes: usize,
 }
 
 impl Default for BatchConfig {
@@ -33,6 +40,7 @@ impl Default for BatchConfig {
         Self {
             max_age: Duration::from_millis(500),
             max_rows: 500_000,
+            max_flushes: 2,
         }
     }
 }
@@ -106,6 +114,8 @@ async fn run(
     metrics: IngestMetrics,
     shutdown: CancellationToken,
 ) {
+    let max_flushes = config.max_flushes.max(1);
+    let mut flushes: JoinSet<()> = JoinSet::new();
     let mut batch: Vec<Item> = Vec::new();
     let mut rows = 0usize;
     loop {
@@ -145,7 +155,26 @@ async fn run(
                 () = shutdown.cancelled() => break,
             }
         }
-        flush(&store, &mut batch, &metrics).await;
+        // Due, but every flush slot is busy: keep gathering (up to `max_rows`) until one
+        // frees up.
+        let mut open = true;
+        while flushes.len() >= max_flushes {
+            tokio::select! {
+                done = flushes.join_next() => reap(done),
+                item = rx.recv(), if open && rows < config.max_rows => match item {
+                    Some(item) => { rows += item.rows; batch.push(item); }
+                    None => open = false,
+                },
+            }
+        }
+        while let Some(done) = flushes.try_join_next() {
+            reap(Some(done));
+        }
+        flushes.spawn(flush(
+            store.clone(),
+            std::mem::take(&mut batch),
+            metrics.clone(),
+        ));
         rows = 0;
     }
     // Shutting down: refuse new pushes, flush what was already submitted.
@@ -153,16 +182,26 @@ async fn run(
     while let Some(item) = rx.recv().await {
         batch.push(item);
     }
+    while let Some(done) = flushes.join_next().await {
+        reap(Some(done));
+    }
     if !batch.is_empty() {
         info!(pushes = batch.len(), "flushing on shutdown");
-        flush(&store, &mut batch, &metrics).await;
+        flush(store, batch, metrics).await;
     }
     debug!("batcher stopped");
 }
 
-#[tracing::instrument(name = "flush", skip_all, fields(pushes = batch.len()))]
-async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
-    let mut items = std::mem::take(batch);
+/// Logs a flush task that did not finish (a panic: its pushes are answered as if the
+/// process were shutting down, since their senders are dropped).
+fn reap(done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = done {
+        error!(error = %e, "a batch flush did not finish; its pushes were not acknowledged");
+    }
+}
+
+#[tracing::instrument(name = "flush", skip_all, fields(pushes = items.len()))]
+async fn flush(store: Arc<Store>, mut items: Vec<Item>, metrics: IngestMetrics) {
     let profiles: Vec<TenantProfile> = items
         .iter_mut()
         .flat_map(|i| std::mem::take(&mut i.profiles))
@@ -184,6 +223,10 @@ async fn flush(store: &Store, batch: &mut Vec<Item>, metrics: &IngestMetrics) {
                 .commit_seconds
                 .with_label_values(&["samples"])
                 .observe(stats.samples_commit.as_secs_f64());
+            metrics
+                .encode_seconds
+                .with_label_values(&[] as &[&str])
+                .observe(stats.samples_encode.as_secs_f64());
             metrics
                 .batch_rows
                 .with_label_values(&[] as &[&str])

@@ -19,6 +19,8 @@ pub struct IngestMetrics {
     pub flush_seconds: HistogramVec,
     /// Seconds per table write + commit (`table` = `stacks` or `samples`).
     pub commit_seconds: HistogramVec,
+    /// Time to build, encode and upload one batch's sample files (part of the samples commit).
+    pub encode_seconds: HistogramVec,
     /// Failed commits.
     pub commit_errors: IntCounterVec,
     /// Memory reserved by pushes in flight (estimated, bytes).
@@ -83,6 +85,14 @@ impl IngestMetrics {
                 .buckets(prometheus::exponential_buckets(0.002, 2.0, 13)?),
                 &["table"],
             )?,
+            encode_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "stackdrift_ingest_encode_seconds",
+                    "Time to build, encode and upload one batch's sample files",
+                )
+                .buckets(prometheus::exponential_buckets(0.002, 2.0, 13)?),
+                &[],
+            )?,
             commit_errors: IntCounterVec::new(
                 Opts::new(
                     "stackdrift_ingest_commit_errors_total",
@@ -98,6 +108,7 @@ impl IngestMetrics {
         registry.register(Box::new(m.batch_rows.clone()))?;
         registry.register(Box::new(m.flush_seconds.clone()))?;
         registry.register(Box::new(m.commit_seconds.clone()))?;
+        registry.register(Box::new(m.encode_seconds.clone()))?;
         registry.register(Box::new(m.commit_errors.clone()))?;
         registry.register(Box::new(m.inflight_bytes.clone()))?;
         Ok(m)

@@ -142,6 +142,11 @@ pub(crate) struct Settings {
     #[arg(long, env = "STACKDRIFT_FLUSH_MAX_ROWS", default_value_t = 500_000)]
     pub(crate) flush_max_rows: usize,
 
+    /// Ingest: at most this many batches are encoded and committed at once; the next batch
+    /// gathers pushes meanwhile. 1 flushes strictly one batch after another.
+    #[arg(long, env = "STACKDRIFT_FLUSH_CONCURRENCY", default_value_t = 2)]
+    pub(crate) flush_concurrency: usize,
+
     /// Ingest: largest request body accepted, in bytes, as received.
     #[arg(long, env = "STACKDRIFT_MAX_BODY_BYTES", default_value_t = 256 << 20)]
     pub(crate) max_body_bytes: usize,

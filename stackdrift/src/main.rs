@@ -397,6 +397,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             BatchConfig {
                 max_age: Duration::from_millis(s.flush_interval_ms.max(1)),
                 max_rows: s.flush_max_rows.max(1),
+                max_flushes: s.flush_concurrency.max(1),
             },
             metrics.clone(),
             token.clone(),

@@ -242,6 +242,7 @@ async fn tokens_decide_the_tenant_and_limits_apply_per_tenant() {
         "stackdrift_ingest_commit_seconds_count{table=\"samples\"}",
         "stackdrift_ingest_commit_seconds_count{table=\"stacks\"}",
         "stackdrift_ingest_flush_seconds_count",
+        "stackdrift_ingest_encode_seconds_count",
         "stackdrift_ingest_batch_rows_count",
     ] {
         assert!(
