@@ -92,6 +92,12 @@ impl<'k> ProfileBuilder<'k> {
         }
     }
 
+    /// Makes room for `stacks` distinct stacks without rehashing (a hint: a pprof profile has
+    /// about one stack per sample).
+    pub fn reserve_stacks(&mut self, stacks: usize) {
+        self.stacks.reserve(stacks);
+    }
+
     /// Stacks for which `known` is true keep their ID in the samples but are left out of
     /// [`NormalizedProfile::stacks`], and their frames are never built.
     pub fn with_known_stacks(mut self, known: Option<KnownStacks<'k>>) -> Self {

@@ -315,13 +315,18 @@ pub fn normalize_flat(
         ctx.known_stacks
     };
     let mut builder = ProfileBuilder::new(limits.max_stack_depth).with_known_stacks(known);
+    builder.reserve_stacks(profile.samples.len());
     let base: Vec<usize> = types
         .iter()
         .map(|pt| builder.series(ctx.labels, pt))
         .collect();
-    // Series per distinct set of sample labels, keyed by the sample's (key, str) indices.
-    let mut labelled: HashMap<Vec<(i64, i64)>, Vec<usize>> = HashMap::default();
-    let mut stack_cache: HashMap<&[u64], u64> = HashMap::default();
+    // Series per distinct set of sample labels, keyed by the sample's (key, str) indices:
+    // `series_sets[i]` holds one series index per sample type; set 0 is the unlabelled one.
+    let mut series_sets: Vec<Vec<usize>> = vec![base];
+    let mut labelled: HashMap<Vec<(i64, i64)>, usize> = HashMap::default();
+    let mut label_key: Vec<(i64, i64)> = Vec::new();
+    let mut stack_cache: HashMap<&[u64], u64> =
+        HashMap::with_capacity_and_hasher(profile.samples.len(), Default::default());
     let mut shared: HashMap<&str, Arc<str>> = HashMap::default();
     let mut hashes: Vec<u64> = Vec::with_capacity(64);
 
@@ -357,16 +362,18 @@ pub fn normalize_flat(
                 id
             }
         };
-        let series = sample_series(
+        let set = sample_series(
             profile.sample_labels(sample),
             &strings,
-            &base,
             &types,
+            &mut label_key,
             &mut labelled,
+            &mut series_sets,
             &mut builder,
             &ctx,
             limits,
         )?;
+        let series = &series_sets[set];
         for (i, value) in values.iter().enumerate() {
             builder.add(series[i], stack, *value)?;
         }
@@ -452,19 +459,22 @@ impl<T> IdIndex<T> {
     }
 }
 
-/// The series indices (one per sample type) a sample belongs to, by its string labels.
+/// Which of `series_sets` (one series index per sample type) a sample belongs to, by its
+/// string labels; a label set seen for the first time adds its series and set. `key` is
+/// scratch space, reused across samples.
 #[allow(clippy::too_many_arguments)]
 fn sample_series(
     sample_labels: &[FlatLabel],
     strings: &Strings<'_, '_>,
-    base: &[usize],
     types: &[ProfileType],
-    labelled: &mut HashMap<Vec<(i64, i64)>, Vec<usize>>,
+    key: &mut Vec<(i64, i64)>,
+    labelled: &mut HashMap<Vec<(i64, i64)>, usize>,
+    series_sets: &mut Vec<Vec<usize>>,
     builder: &mut ProfileBuilder,
     ctx: &SeriesContext<'_>,
     limits: &DecodeLimits,
-) -> Result<Vec<usize>, DecodeError> {
-    let mut key: Vec<(i64, i64)> = Vec::new();
+) -> Result<usize, DecodeError> {
+    key.clear();
     for l in sample_labels {
         if l.str == 0 {
             continue; // numeric label: not a series dimension
@@ -476,18 +486,19 @@ fn sample_series(
         }
     }
     if key.is_empty() {
-        return Ok(base.to_vec());
+        return Ok(0);
     }
     key.sort_unstable();
-    if let Some(series) = labelled.get(&key) {
-        return Ok(series.clone());
+    if let Some(&set) = labelled.get(key.as_slice()) {
+        return Ok(set);
     }
     let mut extra = Vec::with_capacity(key.len());
-    for (k, v) in &key {
+    for (k, v) in key.iter() {
         extra.push((strings.get(*k)?.to_owned(), strings.get(*v)?.to_owned()));
     }
     let labels = ctx.labels.merged_with(&extra, &limits.labels)?;
     let series: Vec<usize> = types.iter().map(|pt| builder.series(&labels, pt)).collect();
-    labelled.insert(key, series.clone());
-    Ok(series)
+    series_sets.push(series);
+    labelled.insert(key.clone(), series_sets.len() - 1);
+    Ok(series_sets.len() - 1)
 }
