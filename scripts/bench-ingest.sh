@@ -27,7 +27,7 @@ bench_start_server
 declare -A runs
 for proto in connect grpc ingest; do
   echo "== $proto: $clients clients, ${secs}s" >&2
-  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs" \
+  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --warmup 5 --duration "$secs" \
     > "$work/$proto.out"
   runs[$proto]="$(result "$work/$proto.out")"
   rss_now="$(awk '/^VmRSS:/ {print int($2/1024)}' "/proc/$server_pid/status")"

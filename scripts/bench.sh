@@ -80,7 +80,7 @@ role ingester "$work/ingest" --ingestion-rate-bytes 0
 for proto in $protocols; do
   say "[1/5] ingest over $proto: $clients clients, ${secs} s"
   cpu0="$(cpu_secs "$role_pid")"
-  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs" \
+  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --warmup 5 --duration "$secs" \
     > "$work/ingest-$proto.out"
   put "ingest_$proto" "$(result "$work/ingest-$proto.out")"
   put "ingest_${proto}_server_cpu_s" "$(python3 -c "print($(cpu_secs "$role_pid") - $cpu0)")"

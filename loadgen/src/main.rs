@@ -54,6 +54,10 @@ struct Args {
     /// Run time in seconds (each floor phase runs this long).
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
+    /// Seconds of load before --duration starts, not counted in the results: leaves out the
+    /// cold start, when every client's first push arrives at once.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
     /// Stop after this many pushes in total (whichever of this and --duration ends first).
     #[arg(long)]
     pushes: Option<u64>,
@@ -152,6 +156,9 @@ fn main() -> anyhow::Result<()> {
     }
     if !args.duration.is_finite() || args.duration <= 0.0 {
         bail!("--duration must be a positive number of seconds");
+    }
+    if !args.warmup.is_finite() || args.warmup < 0.0 {
+        bail!("--warmup must be zero or a positive number of seconds");
     }
     let cfg = GenConfig {
         services: args.services.max(1),
@@ -356,6 +363,8 @@ struct Shared {
     max_pushes: Option<u64>,
     rate: Option<f64>,
     start: tokio::time::Instant,
+    /// End of the warm-up: pushes sent from here on are counted.
+    measure_from: tokio::time::Instant,
     deadline: tokio::time::Instant,
 }
 
@@ -387,11 +396,16 @@ async fn run(args: &Args, pool: &[Payload]) -> anyhow::Result<()> {
         senders.push(Sender::new(args.protocol, &http, &target).await?);
     }
     println!(
-        "run: {} → {}, {} clients, {:.1} s{}{}",
+        "run: {} → {}, {} clients, {:.1} s{}{}{}",
         args.protocol.name(),
         target.url,
         args.clients,
         args.duration,
+        if args.warmup > 0.0 {
+            format!(" after {:.1} s of warm-up", args.warmup)
+        } else {
+            String::new()
+        },
         args.pushes
             .map(|n| format!(", at most {n} pushes"))
             .unwrap_or_default(),
@@ -401,13 +415,15 @@ async fn run(args: &Args, pool: &[Payload]) -> anyhow::Result<()> {
     );
 
     let start = tokio::time::Instant::now();
+    let measure_from = start + Duration::from_secs_f64(args.warmup);
     let shared = Arc::new(Shared {
         pool: prepared,
         tickets: AtomicU64::new(0),
         max_pushes: args.pushes,
         rate: args.rate,
         start,
-        deadline: start + Duration::from_secs_f64(args.duration),
+        measure_from,
+        deadline: measure_from + Duration::from_secs_f64(args.duration),
     });
     let tasks: Vec<_> = senders
         .into_iter()
@@ -417,7 +433,7 @@ async fn run(args: &Args, pool: &[Payload]) -> anyhow::Result<()> {
     for t in tasks {
         total.merge(t.await.context("client task")?);
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = measure_from.elapsed().as_secs_f64();
     report_run(args.protocol.name(), args.clients, seconds, total);
     Ok(())
 }
@@ -608,11 +624,14 @@ async fn client(mut sender: Sender, shared: Arc<Shared>) -> Stats {
             break;
         }
         let p = &shared.pool[(ticket % shared.pool.len() as u64) as usize];
+        let counted = tokio::time::Instant::now() >= shared.measure_from;
         let t0 = Instant::now();
         let outcome = sender.send(p).await;
         let failed = matches!(outcome, Outcome::Error(_));
         let refused = outcome.is_retryable();
-        stats.record(outcome, t0.elapsed(), p.bytes, p.samples);
+        if counted {
+            stats.record(outcome, t0.elapsed(), p.bytes, p.samples);
+        }
         if failed {
             // No server to talk to: don't spin on the (shared) CPU.
             tokio::time::sleep(ERROR_BACKOFF).await;
