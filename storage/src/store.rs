@@ -170,6 +170,10 @@ impl Store {
             };
             drop(view);
             let mut table = self.samples.lock().await;
+            // A fresh number for every attempt, not one per append: other appends of this
+            // process may commit between two attempts, and `landed` below asks whether the
+            // log's latest number is at least this one, which only holds for a number taken
+            // under this lock hold. A conflict therefore leaves a gap in the numbers.
             let txn = self
                 .appends
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -337,9 +341,9 @@ impl Store {
             && matches!(self.last_append(table).await, Ok(Some(v)) if v >= txn)
     }
 
-    /// How many of this process's [`Store::append`] calls the samples log holds (as of
-    /// the handle's version): the last transaction number it recorded, `None` before the
-    /// first.
+    /// The last transaction number of this process's [`Store::append`] calls in the samples
+    /// log (as of the handle's version), `None` before the first. Numbers count commit
+    /// attempts, so without conflicts this is how many appends landed.
     pub async fn committed_appends(&self) -> Result<Option<i64>, StorageError> {
         let table = self.samples.lock().await;
         self.last_append(&table).await
