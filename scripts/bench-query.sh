@@ -50,7 +50,7 @@ if [[ "${COMPACT:-1}" == 1 ]]; then
   "$sd" "${compact_args[@]}" > "$work/compact2.out"
   cat "$work/compact1.out" "$work/compact2.out" >&2
 fi
-files="$(find "$work/data/samples" -name '*.parquet' | wc -l)"
+files="$("$py" scripts/delta_files.py "$work/data/samples" count)"
 
 echo "== timing the flame graph (${runs} runs each, median)" >&2
 times="$("$py" scripts/bench_flamegraph.py "http://$addr" "$work/data" "$cpu_type" "$service" \

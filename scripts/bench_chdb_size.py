@@ -1,7 +1,7 @@
 """Bytes chdb's MergeTree takes for the same rows as stackdrift's `samples` and `stacks`.
 
-Loads every row of the two Delta tables' live Parquet files (the partition columns come from
-the Hive-style paths) into two MergeTree tables of a chdb session under WORK_DIR, with the
+Loads every row of the two Delta tables' live Parquet files (the ones their Delta logs
+reference, see `delta_files.py`; the partition columns come from the Hive-style paths) into two MergeTree tables of a chdb session under WORK_DIR, with the
 column types chdb infers from the files (LowCardinality for the partition columns) and the
 default codec (LZ4), sorted as a ClickHouse user would for these queries: samples by
 (tenant, service_name, profile_type, time, stack_id), stacks by (tenant, service_name,
@@ -17,6 +17,15 @@ import sys
 
 from chdb import session
 
+from delta_files import active_files
+
+
+def live(table):
+    """A ClickHouse `file()` source over exactly the table's live files: `{a,b,...}`."""
+    prefix = table.rstrip("/") + "/"
+    files = [p[len(prefix) :] for p in active_files(table)]
+    return f"file('{prefix}{{{','.join(files)}}}', Parquet)"
+
 
 def main():
     data, work = sys.argv[1:3]
@@ -24,11 +33,11 @@ def main():
     s.query("CREATE DATABASE IF NOT EXISTS bench")
     tables = {
         "samples": (
-            f"file('{data}/samples/tenant=*/*/*/*.parquet', Parquet)",
+            live(f"{data}/samples"),
             "(tenant, service_name, profile_type, time, stack_id)",
         ),
         "stacks": (
-            f"file('{data}/stacks/tenant=*/*/*.parquet', Parquet)",
+            live(f"{data}/stacks"),
             "(tenant, service_name, stack_id)",
         ),
     }

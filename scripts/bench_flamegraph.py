@@ -4,7 +4,8 @@ stackdrift answers `querier.v1.QuerierService/SelectMergeStacktraces` (Connect, 
 per stack, join the stacks' frames, build the tree, level-encode it). DuckDB and chdb run the
 equivalent aggregation over the same files of the Delta tables (sum of `value` per `stack_id`
 in the range, joined with each stack's frames) and return it as Arrow, without building a tree.
-Every engine's total weight must agree, or the script fails.
+They read the files the Delta log references (`delta_files.py`), as stackdrift does, not a glob
+of the table directory. Every engine's total weight must agree, or the script fails.
 
 Usage: bench_flamegraph.py URL DATA_DIR PROFILE_TYPE SERVICE START_MS END_MS [RUNS]
 Prints one JSON line: median seconds per engine and the totals.
@@ -18,6 +19,20 @@ import urllib.request
 
 import chdb
 import duckdb
+
+from delta_files import active_files
+
+
+def duck_files(table):
+    """A DuckDB list literal of the table's live files."""
+    return "[" + ", ".join("'%s'" % p for p in active_files(table)) + "]"
+
+
+def chdb_files(table):
+    """A ClickHouse `file()` path naming exactly the table's live files: `{a,b,...}`."""
+    prefix = table.rstrip("/") + "/"
+    files = [p[len(prefix) :] for p in active_files(table)]
+    return prefix + "{" + ",".join(files) + "}"
 
 
 def varint(n):
@@ -100,13 +115,13 @@ def duck_query(data, ptype, service, start, end):
     return f"""
         WITH w AS (
             SELECT stack_id, sum(value) AS weight
-            FROM read_parquet('{data}/samples/tenant=*/*/*/*.parquet', hive_partitioning = true)
+            FROM read_parquet({duck_files(data + '/samples')}, hive_partitioning = true)
             WHERE service_name = '{service}' AND profile_type = '{ptype}'
               AND time BETWEEN to_timestamp({start} / 1000.0) AND to_timestamp({end} / 1000.0)
             GROUP BY stack_id),
         s AS (
             SELECT stack_id, any_value(frames) AS frames
-            FROM read_parquet('{data}/stacks/tenant=*/*/*.parquet', hive_partitioning = true)
+            FROM read_parquet({duck_files(data + '/stacks')}, hive_partitioning = true)
             WHERE service_name = '{service}'
             GROUP BY stack_id)
         SELECT w.weight, s.frames FROM w JOIN s USING (stack_id)"""
@@ -116,14 +131,14 @@ def chdb_query(data, ptype, service, start, end):
     return f"""
         WITH w AS (
             SELECT stack_id, sum(value) AS weight
-            FROM file('{data}/samples/tenant=*/*/*/*.parquet', Parquet)
+            FROM file('{chdb_files(data + '/samples')}', Parquet)
             WHERE _path LIKE '%/service_name={service}/%' AND profile_type = '{ptype}'
               AND time BETWEEN fromUnixTimestamp64Milli(toInt64({start}))
                            AND fromUnixTimestamp64Milli(toInt64({end}))
             GROUP BY stack_id),
         s AS (
             SELECT stack_id, any(frames) AS frames
-            FROM file('{data}/stacks/tenant=*/*/*.parquet', Parquet)
+            FROM file('{chdb_files(data + '/stacks')}', Parquet)
             WHERE _path LIKE '%/service_name={service}/%'
             GROUP BY stack_id)
         SELECT w.weight, s.frames FROM w INNER JOIN s ON w.stack_id = s.stack_id"""
