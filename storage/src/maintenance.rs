@@ -25,7 +25,7 @@ use deltalake::kernel::{Action, Add, Remove};
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::protocol::DeltaOperation;
 use deltalake::table::config::TablePropertiesExt;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::error::StorageError;
 use crate::schema::{ROLLUPS, SAMPLES, STACKS};
@@ -715,7 +715,15 @@ impl TableSnapshot {
     /// Deletes files no version within `grace` of `now_ms` references: files removed by
     /// commits older than the grace period, and files no commit ever added (left by a writer
     /// that stopped before its commit) once they are older than the grace period. With
-    /// `dry_run`, only lists them. Returns the paths.
+    /// `dry_run`, only lists them. Returns the paths of the files that were there to delete.
+    ///
+    /// delta-rs plans the vacuum (its `Full` mode: expired tombstones, plus a listing for
+    /// files no commit added) but does not delete: a tombstone stays in the log until a
+    /// checkpoint drops it, a week after the removal by default, and delta-rs would issue a
+    /// DELETE for every such file at every pass (and write two commits recording the vacuum),
+    /// long after the file is gone. Here the plan is intersected with one listing of the
+    /// table, and only files still present are deleted; a pass with nothing to delete
+    /// neither deletes nor commits.
     pub async fn vacuum(
         &self,
         grace: std::time::Duration,
@@ -731,18 +739,53 @@ impl TableSnapshot {
         }
         let grace = chrono::Duration::from_std(grace)
             .map_err(|e| StorageError::Internal(format!("vacuum grace: {e}")))?;
-        let (_, metrics) = self
+        let (_, plan) = self
             .table
             .clone()
             .vacuum()
             .with_retention_period(grace)
             .with_enforce_retention_duration(false)
             .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
-            .with_dry_run(dry_run)
+            .with_dry_run(true)
             .with_clock(Arc::new(At(now_ms)))
             .await
             .map_err(StorageError::delta(self.name))?;
-        Ok(metrics.files_deleted)
+        if plan.files_deleted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let store = self.table.object_store();
+        let present: HashSet<String> = store
+            .list(None)
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::delta(self.name)(e.into()))?;
+        let doomed: Vec<String> = plan
+            .files_deleted
+            .into_iter()
+            .filter(|p| present.contains(p))
+            .collect();
+        if dry_run || doomed.is_empty() {
+            return Ok(doomed);
+        }
+        let locations = futures::stream::iter(
+            doomed
+                .iter()
+                .map(|p| Ok(object_store::path::Path::from(p.as_str())))
+                .collect::<Vec<_>>(),
+        )
+        .boxed();
+        let mut deleted = Vec::with_capacity(doomed.len());
+        let mut results = store.delete_stream(locations);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(path) => deleted.push(path.to_string()),
+                // Deleted by another compactor meanwhile: gone, as wanted, but not by us.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(StorageError::delta(self.name)(e.into())),
+            }
+        }
+        Ok(deleted)
     }
 
     /// Closes `writer` and records its files, tagged with `tags`, in `written`.
