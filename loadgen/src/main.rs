@@ -6,7 +6,8 @@
 //!  generate pool (before the clock starts) ─┬─ --dump DIR  → DIR/profile-NNN.pb.gz, exit
 //!                                           ├─ --floor     → N threads: decode_profile (prost),
 //!                                           │                then the ingester's flat decoder,
-//!                                           │                then decode_pprof (normalize),
+//!                                           │                then decode_pprof (normalize), then
+//!                                           │                again with every stack known,
 //!                                           │                each for --duration
 //!                                           └─ run         → --clients closed-loop senders
 //!                                                            (optionally paced by --rate)
@@ -317,21 +318,33 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         "decode (gunzip + flat)        {f_pps:>10.1} profiles/s  {f_sps:>12.0} samples/s  ({n3} in {t3:.2} s)"
     );
 
+    // Decode + normalize, first with no stack known (every frame is built), then as the
+    // ingester runs in its steady state: every stack already committed for its service, so
+    // stack IDs are computed but no frame is built (`SeriesContext::known_stacks`).
     let now_us = now_nanos() / 1_000;
-    let (n2, s2, t2) = floor_phase(pool, threads, duration, |i| {
-        let ctx = SeriesContext {
-            labels: &labels[i],
-            family: Some("process_cpu"),
-            now_us,
-            known_stacks: None,
-        };
-        let p = decode_pprof(&pool[i].gz, ctx, &limits).expect("decodes");
-        std::hint::black_box(p.stacks.len());
-        pool[i].samples
-    });
+    let all_known = |_: u64| true;
+    let normalize = |known: Option<stackdrift_model::KnownStacks<'_>>| {
+        floor_phase(pool, threads, duration, |i| {
+            let ctx = SeriesContext {
+                labels: &labels[i],
+                family: Some("process_cpu"),
+                now_us,
+                known_stacks: known,
+            };
+            let p = decode_pprof(&pool[i].gz, ctx, &limits).expect("decodes");
+            std::hint::black_box((p.stacks.len(), p.series.len()));
+            pool[i].samples
+        })
+    };
+    let (n2, s2, t2) = normalize(None);
     let (n_pps, n_sps) = (n2 as f64 / t2, s2 as f64 / t2);
     println!(
         "decode + normalize            {n_pps:>10.1} profiles/s  {n_sps:>12.0} samples/s  ({n2} in {t2:.2} s)"
+    );
+    let (n4, s4, t4) = normalize(Some(&all_known));
+    let (k_pps, k_sps) = (n4 as f64 / t4, s4 as f64 / t4);
+    println!(
+        "decode + normalize, known     {k_pps:>10.1} profiles/s  {k_sps:>12.0} samples/s  ({n4} in {t4:.2} s)"
     );
     let result = json!({
         "mode": "floor",
@@ -343,6 +356,8 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         "flat_samples_per_sec": round3(f_sps),
         "normalize_profiles_per_sec": round3(n_pps),
         "normalize_samples_per_sec": round3(n_sps),
+        "normalize_known_profiles_per_sec": round3(k_pps),
+        "normalize_known_samples_per_sec": round3(k_sps),
     });
     println!("RESULT {result}");
     Ok(())
