@@ -9,7 +9,8 @@
 #
 # Builds release binaries (stackdrift, stackdrift-loadgen), starts `stackdrift all` on a
 # temporary directory with the ingestion rate limit off, runs the load generator once per
-# protocol, and reads the server's peak RSS (VmHWM) from /proc at the end.
+# protocol, and reads the server's peak RSS (VmHWM) from /proc: up to the end of each warm-up
+# (cold start included) and, reset there, over the sustained run that follows.
 set -euo pipefail
 
 secs="${1:-20}"
@@ -25,15 +26,18 @@ floor="$(result "$work/floor.out")"
 bench_start_server
 
 declare -A runs
+peak_rss=0      # whole life: start-up, warm-ups (cold start included) and runs
+sustained_rss=0 # the runs only, after each 5 s warm-up
 for proto in connect grpc ingest; do
   echo "== $proto: $clients clients, ${secs}s" >&2
-  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --warmup 5 --duration "$secs" \
-    > "$work/$proto.out"
+  bench_push_run "$server_pid" 5 "$work/$proto.out" \
+    --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs"
   runs[$proto]="$(result "$work/$proto.out")"
-  rss_now="$(awk '/^VmRSS:/ {print int($2/1024)}' "/proc/$server_pid/status")"
-  echo "   server RSS after the run: ${rss_now} MiB" >&2
+  peak_rss=$(( warmup_peak_mib > peak_rss ? warmup_peak_mib : peak_rss ))
+  peak_rss=$(( sustained_peak_mib > peak_rss ? sustained_peak_mib : peak_rss ))
+  sustained_rss=$(( sustained_peak_mib > sustained_rss ? sustained_peak_mib : sustained_rss ))
+  echo "   server peak RSS: ${warmup_peak_mib} MiB up to the end of the warm-up, ${sustained_peak_mib} MiB after it" >&2
 done
-peak_rss="$(awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$server_pid/status")"
 rows="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT COUNT(*) AS n FROM samples' | tr -d '[]{}' | cut -d: -f2)"
 
 floor_decode="$(field "$floor" decode_samples_per_sec)"
@@ -53,6 +57,9 @@ printf '| gunzip + flat decode (the ingester'"'"'s decoder) | %s | %s | %.2f | |
 printf '| decode + normalize (stack hashing) | %s | %s | %.2f | | | |\n' \
   "$(field "$floor" normalize_profiles_per_sec)" "$floor_norm" \
   "$(python3 -c "print($floor_norm / $floor_decode)")"
+printf '| decode + normalize, every stack known (the ingester'"'"'s steady state) | %s | %s | %.2f | | | |\n' \
+  "$(field "$floor" normalize_known_profiles_per_sec)" "$(field "$floor" normalize_known_samples_per_sec)" \
+  "$(python3 -c "print($(field "$floor" normalize_known_samples_per_sec) / $floor_decode)")"
 for proto in connect grpc ingest; do
   r="${runs[$proto]}"
   sps="$(field "$r" samples_per_sec)"
@@ -62,4 +69,5 @@ for proto in connect grpc ingest; do
     "$(field "$r" pushes_refused)" "$(field "$r" errors)"
 done
 echo
-echo "Server peak RSS (VmHWM) over all runs: ${peak_rss} MiB."
+echo "Server peak RSS (VmHWM) under sustained load (the runs, after each warm-up): ${sustained_rss} MiB;"
+echo "over the whole process life, cold start included: ${peak_rss} MiB."

@@ -56,3 +56,32 @@ machine() {
   mem="$(awk '/^MemTotal:/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "$(nproc) cores ($cpu), $mem"
 }
+
+# Peak RSS (VmHWM) of process PID in MiB: the highest resident size since it started or since
+# `bench_reset_peak_rss PID`.
+bench_peak_rss() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$1/status"; }
+
+# Resets VmHWM of PID to its current RSS (Linux: `5` written to /proc/PID/clear_refs).
+bench_reset_peak_rss() { echo 5 > "/proc/$1/clear_refs"; }
+
+# bench_push_run PID WARMUP_SECS OUT LOADGEN_ARGS...: runs the load generator against the
+# server PID with `--warmup WARMUP_SECS`, writing its output to OUT. Peak RSS is read as the
+# warm-up ends and reset there, so the run's two peaks are apart: sets $warmup_peak_mib (up to
+# the end of the warm-up, cold start included; since the previous reset, if any) and
+# $sustained_peak_mib (from the end of the warm-up to the end of the run).
+bench_push_run() {
+  local pid="$1" warm="$2" out="$3"
+  shift 3
+  "$lg" --warmup "$warm" "$@" > "$out" &
+  local lg_pid=$!
+  # The warm-up starts once the payload pool is generated (the `pool:` line).
+  for _ in $(seq 1 600); do
+    grep -q '^pool:' "$out" 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep "$warm"
+  warmup_peak_mib="$(bench_peak_rss "$pid")"
+  bench_reset_peak_rss "$pid"
+  wait "$lg_pid"
+  sustained_peak_mib="$(bench_peak_rss "$pid")"
+}

@@ -77,15 +77,21 @@ say "[1/5] decode floor ($(nproc) threads, ${secs} s per phase)"
 "$lg" --floor --threads "$(nproc)" --duration "$secs" > "$work/floor.out"
 put floor "$(result "$work/floor.out")"
 role ingester "$work/ingest" --ingestion-rate-bytes 0
+life_rss=0      # whole life, cold start included
+sustained_rss=0 # the measured runs only, after each warm-up
 for proto in $protocols; do
   say "[1/5] ingest over $proto: $clients clients, ${secs} s"
   cpu0="$(cpu_secs "$role_pid")"
-  "$lg" --url "http://$addr" --protocol "$proto" --clients "$clients" --warmup 5 --duration "$secs" \
-    > "$work/ingest-$proto.out"
+  bench_push_run "$role_pid" 5 "$work/ingest-$proto.out" \
+    --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs"
   put "ingest_$proto" "$(result "$work/ingest-$proto.out")"
   put "ingest_${proto}_server_cpu_s" "$(python3 -c "print($(cpu_secs "$role_pid") - $cpu0)")"
+  life_rss=$(( warmup_peak_mib > life_rss ? warmup_peak_mib : life_rss ))
+  life_rss=$(( sustained_peak_mib > life_rss ? sustained_peak_mib : life_rss ))
+  sustained_rss=$(( sustained_peak_mib > sustained_rss ? sustained_peak_mib : sustained_rss ))
 done
-put ingester_rss_mib "$(hwm "$role_pid")"
+put ingester_rss_mib "$life_rss"
+put ingester_sustained_rss_mib "$sustained_rss"
 stop "$role_pid"
 # One floor run moves by up to ±20 % on a shared VM: measure it again after the ingest runs;
 # the report holds ingest against the faster of the two.
