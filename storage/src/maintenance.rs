@@ -754,28 +754,25 @@ impl TableSnapshot {
             return Ok(Vec::new());
         }
         let store = self.table.object_store();
-        let present: HashSet<String> = store
+        // The listed locations themselves are deleted, not paths rebuilt from the plan's
+        // strings: `Path::from` would escape the `%` of an escaped partition value again.
+        let present: HashMap<String, object_store::path::Path> = store
             .list(None)
-            .map_ok(|meta| meta.location.to_string())
+            .map_ok(|meta| (meta.location.to_string(), meta.location))
             .try_collect()
             .await
             .map_err(|e| StorageError::delta(self.name)(e.into()))?;
-        let doomed: Vec<String> = plan
+        let doomed: Vec<object_store::path::Path> = plan
             .files_deleted
-            .into_iter()
-            .filter(|p| present.contains(p))
+            .iter()
+            .filter_map(|p| present.get(p).cloned())
             .collect();
         if dry_run || doomed.is_empty() {
-            return Ok(doomed);
+            return Ok(doomed.iter().map(|p| p.to_string()).collect());
         }
-        let locations = futures::stream::iter(
-            doomed
-                .iter()
-                .map(|p| Ok(object_store::path::Path::from(p.as_str())))
-                .collect::<Vec<_>>(),
-        )
-        .boxed();
         let mut deleted = Vec::with_capacity(doomed.len());
+        let locations =
+            futures::stream::iter(doomed.into_iter().map(Ok).collect::<Vec<_>>()).boxed();
         let mut results = store.delete_stream(locations);
         while let Some(result) = results.next().await {
             match result {
