@@ -68,7 +68,9 @@ bench_reset_peak_rss() { echo 5 > "/proc/$1/clear_refs"; }
 # server PID with `--warmup WARMUP_SECS`, writing its output to OUT. Peak RSS is read as the
 # warm-up ends and reset there, so the run's two peaks are apart: sets $warmup_peak_mib (up to
 # the end of the warm-up, cold start included; since the previous reset, if any) and
-# $sustained_peak_mib (from the end of the warm-up to the end of the run).
+# $sustained_peak_mib (from the end of the warm-up to the end of the run), and
+# $warmup_end_cpu_s (the server's CPU seconds when the warm-up ended, where the load
+# generator starts counting pushes).
 bench_push_run() {
   local pid="$1" warm="$2" out="$3"
   shift 3
@@ -80,6 +82,7 @@ bench_push_run() {
     sleep 0.1
   done
   sleep "$warm"
+  warmup_end_cpu_s="$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$pid/stat")"
   warmup_peak_mib="$(bench_peak_rss "$pid")"
   bench_reset_peak_rss "$pid"
   wait "$lg_pid"
