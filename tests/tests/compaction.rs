@@ -17,6 +17,7 @@ use stackdrift_querier::flamegraph::decode;
 use stackdrift_querier::profiles::{Selection, flame_tree};
 use stackdrift_querier::{Querier, QueryConfig, QueryMetrics};
 use stackdrift_storage::{StorageConfig, Store, TenantProfile};
+use stackdrift_tests::s3::S3Server;
 use stackdrift_tests::sql::rows3;
 
 const DAY_US: i64 = 86_400_000_000;
@@ -448,7 +449,22 @@ fn day_str(day: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StorageConfig::local(dir.path())).await.unwrap();
+    retention_and_vacuum(StorageConfig::local(dir.path()), dir.path()).await;
+}
+
+/// The same on S3 (`s3s-fs` in this process, which keeps each object as a file under its
+/// key): the vacuum's listing and deletes go through the S3 API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_vacuum_on_s3() {
+    let s3 = S3Server::start().await;
+    let on_disk = s3.root.path().join(stackdrift_tests::s3::BUCKET).join("t");
+    retention_and_vacuum(s3.storage("t"), &on_disk).await;
+}
+
+/// Retention rules over 2 tenants × 3 services × 2 types × 5 ages, then vacuum: `root` is
+/// where the tables' files are on this machine's disk.
+async fn retention_and_vacuum(config: StorageConfig, root: &Path) {
+    let store = Store::open(config).await.unwrap();
     let mut rng = Rng(3);
     let today = DAY0 + 200;
     let now = today * DAY_US + 12 * HOUR_US;
@@ -499,7 +515,7 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
         ..CompactorConfig::default()
     };
     // Dry run: says what would go, changes nothing.
-    let files_on_disk = data_files(&dir.path().join("samples"));
+    let files_on_disk = data_files(&root.join("samples"));
     let dry = compactor(
         store.clone(),
         clock.clone(),
@@ -521,7 +537,7 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
         "{:?}",
         dry.changes
     );
-    assert_eq!(data_files(&dir.path().join("samples")), files_on_disk);
+    assert_eq!(data_files(&root.join("samples")), files_on_disk);
     let unchanged: BTreeMap<String, i64> = group_counts(&store).await;
     assert_eq!(unchanged, before);
 
@@ -567,7 +583,7 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
         .into_iter()
         .map(|f| f.path)
         .collect();
-    let on_disk = data_files(&dir.path().join("samples"));
+    let on_disk = data_files(&root.join("samples"));
     assert!(on_disk.len() > live.len());
     clock.set(now + 2 * HOUR_US);
     let later = c.run_once().await.unwrap();
@@ -576,7 +592,7 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
         metric("stackdrift_compactor_vacuumed_files_total", &[]),
         later.vacuumed.len() as f64
     );
-    let on_disk = data_files(&dir.path().join("samples"));
+    let on_disk = data_files(&root.join("samples"));
     assert_eq!(on_disk, live);
     let after_vacuum: BTreeMap<String, i64> = group_counts(&store).await;
     assert_eq!(after_vacuum, expected);
@@ -602,9 +618,7 @@ async fn retention_deletes_by_rule_and_vacuum_frees_storage() {
     assert_eq!(versions(store.clone()).await, before_pass);
     // An unreferenced file older than the grace (a writer died before its commit) is found
     // by the listing and deleted, once.
-    let orphan_dir = dir
-        .path()
-        .join("samples/tenant=acme/service_name=api/day=2000-01-01");
+    let orphan_dir = root.join("samples/tenant=acme/service_name=api/day=2000-01-01");
     std::fs::create_dir_all(&orphan_dir).unwrap();
     let orphan = orphan_dir.join("part-00000-orphan.zstd.parquet");
     std::fs::write(&orphan, b"left by a writer that died").unwrap();
