@@ -26,17 +26,11 @@ floor="$(result "$work/floor.out")"
 bench_start_server
 
 declare -A runs
-peak_rss=0      # whole life: start-up, warm-ups (cold start included) and runs
-sustained_rss=0 # the runs only, after each 5 s warm-up
 for proto in connect grpc ingest; do
   echo "== $proto: $clients clients, ${secs}s" >&2
   bench_push_run "$server_pid" 5 "$work/$proto.out" \
     --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs"
   runs[$proto]="$(result "$work/$proto.out")"
-  peak_rss=$(( warmup_peak_mib > peak_rss ? warmup_peak_mib : peak_rss ))
-  peak_rss=$(( sustained_peak_mib > peak_rss ? sustained_peak_mib : peak_rss ))
-  sustained_rss=$(( sustained_peak_mib > sustained_rss ? sustained_peak_mib : sustained_rss ))
-  echo "   server peak RSS: ${warmup_peak_mib} MiB up to the end of the warm-up, ${sustained_peak_mib} MiB after it" >&2
 done
 rows="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT COUNT(*) AS n FROM samples' | tr -d '[]{}' | cut -d: -f2)"
 
@@ -69,5 +63,5 @@ for proto in connect grpc ingest; do
     "$(field "$r" pushes_refused)" "$(field "$r" errors)"
 done
 echo
-echo "Server peak RSS (VmHWM) under sustained load (the runs, after each warm-up): ${sustained_rss} MiB;"
-echo "over the whole process life, cold start included: ${peak_rss} MiB."
+echo "Server peak RSS (VmHWM) under sustained load (the runs, after each warm-up): ${bench_sustained_peak_mib} MiB;"
+echo "over the whole process life, cold start included: ${bench_life_peak_mib} MiB."

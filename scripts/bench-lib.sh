@@ -64,15 +64,21 @@ bench_peak_rss() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$1/status"; }
 # Resets VmHWM of PID to its current RSS (Linux: `5` written to /proc/PID/clear_refs).
 bench_reset_peak_rss() { echo 5 > "/proc/$1/clear_refs"; }
 
+# CPU seconds (user + system) process PID has used so far.
+bench_cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+
+# Peaks over every `bench_push_run` against one server: whole life (cold start included) and
+# the sustained runs only (after each warm-up). Set both to 0 when starting a new server.
+bench_life_peak_mib=0
+bench_sustained_peak_mib=0
+
 # bench_push_run PID WARMUP_SECS OUT LOADGEN_ARGS...: runs the load generator against the
 # server PID with `--warmup WARMUP_SECS`, writing its output to OUT. Peak RSS is read as the
-# warm-up ends and reset there, so the run's two peaks are apart: sets $warmup_peak_mib (up to
-# the end of the warm-up, cold start included; since the previous reset, if any) and
-# $sustained_peak_mib (from the end of the warm-up to the end of the run), and
-# $warmup_end_cpu_s (the server's CPU seconds when the warm-up ended, where the load
-# generator starts counting pushes).
+# warm-up ends and reset there, so the cold start and the sustained run get their own peaks
+# (folded into $bench_life_peak_mib and $bench_sustained_peak_mib); $warmup_end_cpu_s is the
+# server's CPU seconds when the warm-up ended, where the load generator starts counting pushes.
 bench_push_run() {
-  local pid="$1" warm="$2" out="$3"
+  local pid="$1" warm="$2" out="$3" peak
   shift 3
   "$lg" --warmup "$warm" "$@" > "$out" &
   local lg_pid=$!
@@ -82,9 +88,13 @@ bench_push_run() {
     sleep 0.1
   done
   sleep "$warm"
-  warmup_end_cpu_s="$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$pid/stat")"
-  warmup_peak_mib="$(bench_peak_rss "$pid")"
+  warmup_end_cpu_s="$(bench_cpu_secs "$pid")"
+  peak="$(bench_peak_rss "$pid")"
   bench_reset_peak_rss "$pid"
+  bench_life_peak_mib=$(( peak > bench_life_peak_mib ? peak : bench_life_peak_mib ))
   wait "$lg_pid"
-  sustained_peak_mib="$(bench_peak_rss "$pid")"
+  peak="$(bench_peak_rss "$pid")"
+  bench_life_peak_mib=$(( peak > bench_life_peak_mib ? peak : bench_life_peak_mib ))
+  bench_sustained_peak_mib=$(( peak > bench_sustained_peak_mib ? peak : bench_sustained_peak_mib ))
+  echo "   server peak RSS after the warm-up: ${peak} MiB (whole life so far: ${bench_life_peak_mib} MiB)" >&2
 }

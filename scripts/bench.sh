@@ -56,9 +56,6 @@ EOF
 }
 # Progress lines carry the seconds since the measurements began.
 say() { echo "== [$(( $(date +%s) - began )) s] $*" >&2; }
-hwm() { awk '/^VmHWM:/ {print int($2/1024)}' "/proc/$1/status"; }
-# CPU seconds (user + system) a process has used so far.
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
 # role NAME DIR ARGS...: starts `stackdrift NAME` on DIR; sets $addr and $role_pid.
 role() {
   bench_start_role "$@"
@@ -77,21 +74,16 @@ say "[1/5] decode floor ($(nproc) threads, ${secs} s per phase)"
 "$lg" --floor --threads "$(nproc)" --duration "$secs" > "$work/floor.out"
 put floor "$(result "$work/floor.out")"
 role ingester "$work/ingest" --ingestion-rate-bytes 0
-life_rss=0      # whole life, cold start included
-sustained_rss=0 # the measured runs only, after each warm-up
 for proto in $protocols; do
   say "[1/5] ingest over $proto: $clients clients, ${secs} s"
   bench_push_run "$role_pid" 5 "$work/ingest-$proto.out" \
     --url "http://$addr" --protocol "$proto" --clients "$clients" --duration "$secs"
   put "ingest_$proto" "$(result "$work/ingest-$proto.out")"
   # Over the pushes the load generator counts: from the end of its warm-up.
-  put "ingest_${proto}_server_cpu_s" "$(python3 -c "print($(cpu_secs "$role_pid") - $warmup_end_cpu_s)")"
-  life_rss=$(( warmup_peak_mib > life_rss ? warmup_peak_mib : life_rss ))
-  life_rss=$(( sustained_peak_mib > life_rss ? sustained_peak_mib : life_rss ))
-  sustained_rss=$(( sustained_peak_mib > sustained_rss ? sustained_peak_mib : sustained_rss ))
+  put "ingest_${proto}_server_cpu_s" "$(python3 -c "print($(bench_cpu_secs "$role_pid") - $warmup_end_cpu_s)")"
 done
-put ingester_rss_mib "$life_rss"
-put ingester_sustained_rss_mib "$sustained_rss"
+put ingester_rss_mib "$bench_life_peak_mib"
+put ingester_sustained_rss_mib "$bench_sustained_peak_mib"
 stop "$role_pid"
 # One floor run moves by up to ±20 % on a shared VM: measure it again after the ingest runs;
 # the report holds ingest against the faster of the two.
@@ -106,7 +98,7 @@ role ingester "$data" --ingestion-rate-bytes 0 --max-profile-age-secs 0
 "$lg" --url "http://$addr" --backfill-hours $(( days * 24 )) --interval-secs 10 --services 1 \
   --stacks-per-profile "$stacks" --clients 256 > "$work/backfill.out"
 put backfill "$(result "$work/backfill.out")"
-put backfill_ingester_rss_mib "$(hwm "$role_pid")"
+put backfill_ingester_rss_mib "$(bench_peak_rss "$role_pid")"
 stop "$role_pid"
 say "[2/5] compacting (stackdrift compactor --once), then a vacuum pass"
 # Downsampling off: every figure below is over full-resolution rows (hourly windows merged and
@@ -145,7 +137,7 @@ for range in 1 24 168; do
   put "flame_${range}h" "$("$py" scripts/bench_flamegraph.py "http://$addr" "$data" "$cpu_type" \
     "$service" "$start_ms" "$end_ms" "$runs" 2> >(grep -v UserWarning | grep -v 'to_arrow_table' >&2))"
 done
-put querier_rss_mib "$(hwm "$role_pid")"
+put querier_rss_mib "$(bench_peak_rss "$role_pid")"
 stop "$role_pid"
 
 # 5. Detector.

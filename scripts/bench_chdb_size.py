@@ -1,9 +1,9 @@
 """Bytes chdb's MergeTree takes for the same rows as stackdrift's `samples` and `stacks`.
 
 Loads every row of the two Delta tables' live Parquet files (the ones their Delta logs
-reference, see `delta_files.py`; the partition columns come from the Hive-style paths) into two MergeTree tables of a chdb session under WORK_DIR, with the
-column types chdb infers from the files (LowCardinality for the partition columns) and the
-default codec (LZ4), sorted as a ClickHouse user would for these queries: samples by
+reference, see `delta_files.py`; the partition columns come from the Hive-style paths) into
+two MergeTree tables of a chdb session under WORK_DIR, with the column types chdb infers
+from the files (LowCardinality for the partition columns) and the default codec (LZ4), sorted as a ClickHouse user would for these queries: samples by
 (tenant, service_name, profile_type, time, stack_id), stacks by (tenant, service_name,
 stack_id). Merges each table into as few parts as it will (OPTIMIZE ... FINAL) and reports
 the active parts' bytes on disk.
@@ -17,14 +17,7 @@ import sys
 
 from chdb import session
 
-from delta_files import active_files
-
-
-def live(table):
-    """A ClickHouse `file()` source over exactly the table's live files: `{a,b,...}`."""
-    prefix = table.rstrip("/") + "/"
-    files = [p[len(prefix) :] for p in active_files(table)]
-    return f"file('{prefix}{{{','.join(files)}}}', Parquet)"
+from delta_files import clickhouse_path
 
 
 def main():
@@ -33,11 +26,11 @@ def main():
     s.query("CREATE DATABASE IF NOT EXISTS bench")
     tables = {
         "samples": (
-            live(f"{data}/samples"),
+            f"file('{clickhouse_path(data + '/samples')}', Parquet)",
             "(tenant, service_name, profile_type, time, stack_id)",
         ),
         "stacks": (
-            live(f"{data}/stacks"),
+            f"file('{clickhouse_path(data + '/stacks')}', Parquet)",
             "(tenant, service_name, stack_id)",
         ),
     }

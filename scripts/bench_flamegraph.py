@@ -20,19 +20,7 @@ import urllib.request
 import chdb
 import duckdb
 
-from delta_files import active_files
-
-
-def duck_files(table):
-    """A DuckDB list literal of the table's live files."""
-    return "[" + ", ".join("'%s'" % p for p in active_files(table)) + "]"
-
-
-def chdb_files(table):
-    """A ClickHouse `file()` path naming exactly the table's live files: `{a,b,...}`."""
-    prefix = table.rstrip("/") + "/"
-    files = [p[len(prefix) :] for p in active_files(table)]
-    return prefix + "{" + ",".join(files) + "}"
+from delta_files import clickhouse_path, duckdb_list
 
 
 def varint(n):
@@ -115,13 +103,13 @@ def duck_query(data, ptype, service, start, end):
     return f"""
         WITH w AS (
             SELECT stack_id, sum(value) AS weight
-            FROM read_parquet({duck_files(data + '/samples')}, hive_partitioning = true)
+            FROM read_parquet({duckdb_list(data + '/samples')}, hive_partitioning = true)
             WHERE service_name = '{service}' AND profile_type = '{ptype}'
               AND time BETWEEN to_timestamp({start} / 1000.0) AND to_timestamp({end} / 1000.0)
             GROUP BY stack_id),
         s AS (
             SELECT stack_id, any_value(frames) AS frames
-            FROM read_parquet({duck_files(data + '/stacks')}, hive_partitioning = true)
+            FROM read_parquet({duckdb_list(data + '/stacks')}, hive_partitioning = true)
             WHERE service_name = '{service}'
             GROUP BY stack_id)
         SELECT w.weight, s.frames FROM w JOIN s USING (stack_id)"""
@@ -131,14 +119,14 @@ def chdb_query(data, ptype, service, start, end):
     return f"""
         WITH w AS (
             SELECT stack_id, sum(value) AS weight
-            FROM file('{chdb_files(data + '/samples')}', Parquet)
+            FROM file('{clickhouse_path(data + '/samples')}', Parquet)
             WHERE _path LIKE '%/service_name={service}/%' AND profile_type = '{ptype}'
               AND time BETWEEN fromUnixTimestamp64Milli(toInt64({start}))
                            AND fromUnixTimestamp64Milli(toInt64({end}))
             GROUP BY stack_id),
         s AS (
             SELECT stack_id, any(frames) AS frames
-            FROM file('{chdb_files(data + '/stacks')}', Parquet)
+            FROM file('{clickhouse_path(data + '/stacks')}', Parquet)
             WHERE _path LIKE '%/service_name={service}/%'
             GROUP BY stack_id)
         SELECT w.weight, s.frames FROM w INNER JOIN s ON w.stack_id = s.stack_id"""

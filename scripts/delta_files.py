@@ -9,6 +9,9 @@ The state is the newest checkpoint (the version in `_last_checkpoint`, single-pa
 multi-part Parquet) plus every JSON commit after it, applied in order: `add` puts a path in,
 `remove` takes it out. Paths in the log are URL-encoded and relative to the table.
 
+As a module: `active_files`, and the same list as DuckDB (`duckdb_list`) and ClickHouse
+(`clickhouse_path`) want it.
+
 Usage: delta_files.py TABLE_DIR [paths|bytes|count]
 Prints the absolute paths, one per line (default), their total size in bytes, or their count.
 """
@@ -51,6 +54,17 @@ def active_files(table):
                 elif "remove" in action:
                     live.discard(action["remove"]["path"])
     return sorted(os.path.join(table, urllib.parse.unquote(p)) for p in live)
+
+
+def duckdb_list(table):
+    """The table's live files as a DuckDB list literal, for `read_parquet([...])`."""
+    return "[" + ", ".join("'%s'" % p for p in active_files(table)) + "]"
+
+
+def clickhouse_path(table):
+    """A ClickHouse `file()` path naming exactly the table's live files: `TABLE/{a,b,...}`."""
+    prefix = table.rstrip("/") + "/"
+    return prefix + "{" + ",".join(p[len(prefix) :] for p in active_files(table)) + "}"
 
 
 def main():
