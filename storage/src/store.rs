@@ -35,9 +35,10 @@ use crate::config::StorageConfig;
 use crate::error::StorageError;
 use crate::maintenance::{DataFile, TableSnapshot};
 use crate::schema::{
-    ROLLUPS, ROLLUPS_PARTITIONS, SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS, StackRow,
-    TenantProfile, label_columns, rollups_schema, samples_batch, samples_file_schema, samples_head,
-    samples_partition_batches, samples_schema, samples_tail, stacks_batch, stacks_schema,
+    ROLLUPS, ROLLUPS_PARTITIONS, SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS,
+    SamplesPartition, StackRow, TenantProfile, label_columns, rollups_schema, samples_batch,
+    samples_file_schema, samples_head, samples_partition_batches, samples_schema, samples_tail,
+    stacks_batch, stacks_schema,
 };
 
 /// Stack IDs of one (tenant, service). Looked up for every stack of every push: Fx hashing,
@@ -244,13 +245,19 @@ impl Store {
     /// add actions, for [`Store::commit_adds`]. Unlike `DeltaTable::write`, which builds one
     /// batch and copies every column again to split it by partition, each partition's batch
     /// is built once.
+    ///
+    /// With several partitions (services), up to one encoder per core runs at once, each
+    /// with its own share of the partitions balanced by rows: a flush is then not bound to
+    /// one core while decoding waits for its acknowledgements. If one encoder fails, the
+    /// files the others uploaded are left uncommitted, for the vacuum to delete.
     async fn encode_partitioned(
         &self,
         table: &DeltaTable,
         profiles: &[TenantProfile],
         schema: &arrow::datatypes::SchemaRef,
     ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
-        use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+        use deltalake::operations::write::writer::WriterConfig;
+        use tracing::Instrument;
 
         let batches = samples_partition_batches(profiles, schema)
             .map_err(|e| DeltaTableError::generic(e.to_string()))?;
@@ -273,25 +280,41 @@ impl Store {
             .iter()
             .map(|f| ours.index_of(f.name()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut writer = DeltaWriter::new(table.log_store().object_store(None), config);
-        for (key, batch) in batches {
-            let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
-            let batch = arrow::array::RecordBatch::try_new(file_schema.clone(), columns)?;
-            let values: indexmap::IndexMap<String, Scalar> = [
-                ("tenant".to_owned(), Scalar::String(key.tenant)),
-                ("service_name".to_owned(), Scalar::String(key.service_name)),
-                ("day".to_owned(), Scalar::Date(key.day)),
-            ]
+        let batches = batches
             .into_iter()
-            .collect();
-            if let Err(e) = writer.write_partition(batch, &values).await {
-                if let Err(abort) = writer.abort().await {
-                    warn!(error = %abort, "aborting samples uploads after a write error");
-                }
-                return Err(e);
+            .map(|(key, batch)| {
+                let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
+                let batch = arrow::array::RecordBatch::try_new(file_schema.clone(), columns)?;
+                Ok((key, batch))
+            })
+            .collect::<Result<Vec<_>, DeltaTableError>>()?;
+        let store = table.log_store().object_store(None);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut groups = balance_by_rows(batches, cores);
+        if groups.len() <= 1 {
+            let group = groups.pop().unwrap_or_default();
+            return write_partitions(store, config, group).await;
+        }
+        let mut encoders = tokio::task::JoinSet::new();
+        for group in groups {
+            encoders.spawn(
+                write_partitions(store.clone(), config.clone(), group)
+                    .instrument(tracing::Span::current()),
+            );
+        }
+        let mut adds = Vec::new();
+        let mut failed = None;
+        while let Some(done) = encoders.join_next().await {
+            match done {
+                Ok(Ok(written)) => adds.extend(written),
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                Err(e) => failed = failed.or(Some(DeltaTableError::generic(e.to_string()))),
             }
         }
-        writer.close().await
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(adds),
+        }
     }
 
     /// Commits the files `adds` to `samples` with the transaction action `txn`, in one
@@ -955,6 +978,55 @@ async fn provider_of(
         .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
 }
 
+/// Writes each `(partition, batch)` of `group` to its own file with one Delta writer and
+/// returns the add actions; on an error, deletes what this writer had uploaded.
+async fn write_partitions(
+    store: Arc<dyn object_store::ObjectStore>,
+    config: deltalake::operations::write::writer::WriterConfig,
+    group: Vec<(SamplesPartition, arrow::array::RecordBatch)>,
+) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
+    let mut writer = deltalake::operations::write::writer::DeltaWriter::new(store, config);
+    for (key, batch) in group {
+        let values: indexmap::IndexMap<String, Scalar> = [
+            ("tenant".to_owned(), Scalar::String(key.tenant)),
+            ("service_name".to_owned(), Scalar::String(key.service_name)),
+            ("day".to_owned(), Scalar::Date(key.day)),
+        ]
+        .into_iter()
+        .collect();
+        if let Err(e) = writer.write_partition(batch, &values).await {
+            if let Err(abort) = writer.abort().await {
+                warn!(error = %abort, "aborting samples uploads after a write error");
+            }
+            return Err(e);
+        }
+    }
+    writer.close().await
+}
+
+/// Splits `batches` into at most `n` groups of about equal row counts (largest first, each
+/// to the group with the fewest rows so far); no group is empty.
+fn balance_by_rows<K>(
+    mut batches: Vec<(K, arrow::array::RecordBatch)>,
+    n: usize,
+) -> Vec<Vec<(K, arrow::array::RecordBatch)>> {
+    batches.sort_by_key(|(_, b)| std::cmp::Reverse(b.num_rows()));
+    let n = n.clamp(1, batches.len().max(1));
+    let mut groups: Vec<(usize, Vec<(K, arrow::array::RecordBatch)>)> =
+        (0..n).map(|_| (0, Vec::new())).collect();
+    for (key, batch) in batches {
+        if let Some(g) = groups.iter_mut().min_by_key(|(rows, _)| *rows) {
+            g.0 += batch.num_rows();
+            g.1.push((key, batch));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, g)| g)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
 pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
@@ -1059,5 +1131,40 @@ async fn open_or_create(
                 source: e,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+
+    fn batch(rows: i64) -> arrow::array::RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let column = Arc::new(Int64Array::from_iter_values(0..rows));
+        arrow::array::RecordBatch::try_new(schema, vec![column]).unwrap()
+    }
+
+    #[test]
+    fn balance_by_rows_spreads_partitions_evenly_and_keeps_every_one() {
+        let batches: Vec<(usize, _)> = [50, 10, 40, 30, 20, 5]
+            .into_iter()
+            .enumerate()
+            .map(|(i, rows)| (i, batch(rows)))
+            .collect();
+        let groups = balance_by_rows(batches, 2);
+        let rows: Vec<usize> = groups
+            .iter()
+            .map(|g| g.iter().map(|(_, b)| b.num_rows()).sum())
+            .collect();
+        assert_eq!(rows, vec![80, 75]);
+        let mut keys: Vec<usize> = groups.iter().flatten().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, (0..6).collect::<Vec<_>>());
+
+        // Fewer partitions than encoders: one group each, none empty; none at all: no group.
+        assert_eq!(balance_by_rows(vec![(0, batch(3))], 8).len(), 1);
+        assert!(balance_by_rows(Vec::<(usize, _)>::new(), 8).is_empty());
     }
 }
