@@ -289,14 +289,8 @@ impl Store {
             })
             .collect::<Result<Vec<_>, DeltaTableError>>()?;
         let store = table.log_store().object_store(None);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut groups = balance_by_rows(batches, cores);
-        if groups.len() <= 1 {
-            let group = groups.pop().unwrap_or_default();
-            return write_partitions(store, config, group).await;
-        }
         let mut encoders = tokio::task::JoinSet::new();
-        for group in groups {
+        for group in balance_by_rows(batches, *CORES) {
             encoders.spawn(
                 write_partitions(store.clone(), config.clone(), group)
                     .instrument(tracing::Span::current()),
@@ -978,8 +972,13 @@ async fn provider_of(
         .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
 }
 
+/// Cores this process may use (read once: on Linux it reads the cgroup's CPU quota).
+static CORES: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+
 /// Writes each `(partition, batch)` of `group` to its own file with one Delta writer and
-/// returns the add actions; on an error, deletes what this writer had uploaded.
+/// returns the add actions; when writing a partition fails, deletes what this writer had
+/// uploaded.
 async fn write_partitions(
     store: Arc<dyn object_store::ObjectStore>,
     config: deltalake::operations::write::writer::WriterConfig,
@@ -1011,7 +1010,8 @@ fn balance_by_rows<K>(
     n: usize,
 ) -> Vec<Vec<(K, arrow::array::RecordBatch)>> {
     batches.sort_by_key(|(_, b)| std::cmp::Reverse(b.num_rows()));
-    let n = n.clamp(1, batches.len().max(1));
+    // No more groups than batches: the first `n` batches each open one.
+    let n = n.max(1).min(batches.len());
     let mut groups: Vec<(usize, Vec<(K, arrow::array::RecordBatch)>)> =
         (0..n).map(|_| (0, Vec::new())).collect();
     for (key, batch) in batches {
@@ -1020,11 +1020,7 @@ fn balance_by_rows<K>(
             g.1.push((key, batch));
         }
     }
-    groups
-        .into_iter()
-        .map(|(_, g)| g)
-        .filter(|g| !g.is_empty())
-        .collect()
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 pub(crate) fn writer_properties() -> WriterProperties {
