@@ -46,8 +46,9 @@ pub fn admit(
     )
 }
 
-/// Decompresses a request body according to `Content-Encoding`, stopping at `max` bytes.
-pub fn request_body(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<u8>, IngestError> {
+/// Decompresses a request body according to `Content-Encoding`, stopping at `max` bytes. An
+/// uncompressed body is returned as it is, not copied.
+pub fn request_body(headers: &HeaderMap, body: &Bytes, max: usize) -> Result<Bytes, IngestError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -55,19 +56,21 @@ pub fn request_body(headers: &HeaderMap, body: &[u8], max: usize) -> Result<Vec<
         .trim()
         .to_ascii_lowercase();
     match encoding.as_str() {
-        "identity" | "" => Ok(body.to_vec()),
+        "identity" | "" => Ok(body.clone()),
         "gzip" => {
             if !stackdrift_model::pprof::is_gzip(body) {
                 return Err(IngestError::BadRequest(
                     "Content-Encoding is gzip but the body is not gzip data".into(),
                 ));
             }
-            read_capped(body, max).map_err(|e| match e {
-                stackdrift_model::DecodeError::TooLarge { max } => IngestError::TooLarge(format!(
-                    "request body exceeds {max} bytes after decompression"
-                )),
-                other => IngestError::BadRequest(format!("request body: {other}")),
-            })
+            read_capped(body, max)
+                .map(Bytes::from)
+                .map_err(|e| match e {
+                    stackdrift_model::DecodeError::TooLarge { max } => IngestError::TooLarge(
+                        format!("request body exceeds {max} bytes after decompression"),
+                    ),
+                    other => IngestError::BadRequest(format!("request body: {other}")),
+                })
         }
         other => Err(IngestError::UnsupportedMediaType(format!(
             "Content-Encoding {other}"
@@ -99,7 +102,8 @@ async fn connect_push(
         let raw = request_body(&headers, &body, limit)?;
         let request = match ct.as_str() {
             "application/proto" | "application/protobuf" | "application/x-protobuf" => {
-                PushRequest::decode(raw.as_slice()).map_err(|e| {
+                // From the `Bytes` itself, so each `raw_profile` is a view of it, not a copy.
+                PushRequest::decode(raw.clone()).map_err(|e| {
                     IngestError::BadRequest(format!("invalid push.v1.PushRequest protobuf: {e}"))
                 })?
             }

@@ -255,7 +255,7 @@ fn decode(
     tenant: &str,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<NormalizedProfile, IngestError> {
     let limits = ingester.limits_for(tenant).decode;
     let name = params
@@ -326,6 +326,7 @@ fn decode(
             // Some clients gzip the body without saying so.
             let raw = if is_gzip(&raw) {
                 read_capped(&raw, limits.max_uncompressed_bytes)
+                    .map(Bytes::from)
                     .map_err(|e| IngestError::TooLarge(format!("folded body: {e}")))?
             } else {
                 raw
@@ -372,7 +373,7 @@ struct SampleTypeConfig {
 fn decode_multipart(
     content_type: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
     ctx: SeriesContext<'_>,
     limits: &DecodeLimits,
 ) -> Result<NormalizedProfile, IngestError> {

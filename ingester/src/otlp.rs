@@ -458,7 +458,7 @@ pub async fn http_export(
         let raw = request_body(&headers, &body, limit)?;
         let request = match content_type(&headers).as_str() {
             "application/x-protobuf" | "application/protobuf" | "application/proto" => {
-                ExportProfilesServiceRequest::decode(raw.as_slice()).map_err(|e| {
+                ExportProfilesServiceRequest::decode(raw.clone()).map_err(|e| {
                     IngestError::BadRequest(format!(
                         "invalid ExportProfilesServiceRequest protobuf: {e}"
                     ))
