@@ -142,12 +142,13 @@ pub fn samples_batch(
     profiles: &[TenantProfile],
     schema: &SchemaRef,
 ) -> Result<RecordBatch, StorageError> {
-    let rows: usize = profiles.iter().map(|p| p.profile.sample_count()).sum();
-    let mut b = SamplesBuilder::new(schema, rows, true);
-    for tp in profiles {
-        for s in &tp.profile.series {
-            b.append(tp, s);
-        }
+    let series: Vec<(&TenantProfile, &Series)> = profiles
+        .iter()
+        .flat_map(|tp| tp.profile.series.iter().map(move |s| (tp, s)))
+        .collect();
+    let mut b = SamplesBuilder::new(schema, &series, true);
+    for (tp, s) in &series {
+        b.append(tp, s);
     }
     b.finish(schema.clone())
 }
@@ -174,14 +175,14 @@ pub fn samples_file_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
-/// The `samples` rows of `profiles` split by partition, in partition order: one batch per
-/// (tenant, service, day) with the columns of `schema` except the partition columns, whose
-/// values the key carries. Builds each row once; nothing is copied to split the rows.
-pub fn samples_partition_batches(
+/// The series of one `samples` partition, each with the profile it belongs to.
+pub type PartitionSeries<'p> = Vec<(&'p TenantProfile, &'p Series)>;
+
+/// The series of `profiles` that have rows, grouped by `samples` partition, in partition order.
+pub fn samples_partitions(
     profiles: &[TenantProfile],
-    schema: &SchemaRef,
-) -> Result<Vec<(SamplesPartition, RecordBatch)>, StorageError> {
-    let mut parts: BTreeMap<SamplesPartition, Vec<(&TenantProfile, &Series)>> = BTreeMap::new();
+) -> Vec<(SamplesPartition, PartitionSeries<'_>)> {
+    let mut parts: BTreeMap<SamplesPartition, PartitionSeries<'_>> = BTreeMap::new();
     for tp in profiles {
         let day = day_of(tp.profile.time_us);
         for s in &tp.profile.series {
@@ -196,21 +197,76 @@ pub fn samples_partition_batches(
             parts.entry(key).or_default().push((tp, s));
         }
     }
-    let file_schema = samples_file_schema(schema);
-    parts
-        .into_iter()
-        .map(|(key, series)| {
-            let rows = series.iter().map(|(_, s)| s.samples.len()).sum();
-            let mut b = SamplesBuilder::new(schema, rows, false);
-            for (tp, s) in series {
-                b.append(tp, s);
+    parts.into_iter().collect()
+}
+
+/// Rows of `series` (sample pairs).
+pub fn series_rows(series: &[(&TenantProfile, &Series)]) -> usize {
+    series.iter().map(|(_, s)| s.samples.len()).sum()
+}
+
+/// Splits `series` into consecutive runs of at most `max_rows` rows each; a series with more
+/// rows than that is a run of its own.
+pub fn samples_chunks<'s, 'p>(
+    series: &'s [(&'p TenantProfile, &'p Series)],
+    max_rows: usize,
+) -> impl Iterator<Item = &'s [(&'p TenantProfile, &'p Series)]> {
+    let mut rest = series;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut rows = 0;
+        let mut end = 0;
+        for (_, s) in rest {
+            if end > 0 && rows + s.samples.len() > max_rows {
+                break;
             }
-            Ok((key, b.finish(file_schema.clone())?))
-        })
+            rows += s.samples.len();
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The rows of `series` as one batch with the columns of `file_schema` (`schema` without the
+/// partition columns, see [`samples_file_schema`]); the partition's values are not repeated
+/// per row.
+pub fn samples_rows(
+    series: &[(&TenantProfile, &Series)],
+    schema: &SchemaRef,
+    file_schema: &SchemaRef,
+) -> Result<RecordBatch, StorageError> {
+    let mut b = SamplesBuilder::new(schema, series, false);
+    for (tp, s) in series {
+        b.append(tp, s);
+    }
+    b.finish(file_schema.clone())
+}
+
+/// The `samples` rows of `profiles` split by partition, in partition order: one batch per
+/// (tenant, service, day) with the columns of `schema` except the partition columns, whose
+/// values the key carries. Builds each row once; nothing is copied to split the rows.
+pub fn samples_partition_batches(
+    profiles: &[TenantProfile],
+    schema: &SchemaRef,
+) -> Result<Vec<(SamplesPartition, RecordBatch)>, StorageError> {
+    let file_schema = samples_file_schema(schema);
+    samples_partitions(profiles)
+        .into_iter()
+        .map(|(key, series)| Ok((key, samples_rows(&series, schema, &file_schema)?)))
         .collect()
 }
 
 /// Column builders of a `samples` batch, with or without the partition columns.
+///
+/// Every buffer is allocated once, at its final size, from a pass over the series: a flush
+/// builds hundreds of thousands of rows, and growing the string columns by doubling copied
+/// them several times and touched fresh pages each time (most of the build time went to page
+/// faults and those copies). The columns that are constant within a series (profile type,
+/// time, duration, labels, partitions) are appended as runs.
 struct SamplesBuilder<'a> {
     label_names: Vec<&'a str>,
     profile_type: StringBuilder,
@@ -224,7 +280,12 @@ struct SamplesBuilder<'a> {
 }
 
 impl<'a> SamplesBuilder<'a> {
-    fn new(schema: &'a SchemaRef, rows: usize, with_partitions: bool) -> Self {
+    /// Builders for the rows of `series`, sized for exactly those rows.
+    fn new(
+        schema: &'a SchemaRef,
+        series: &[(&TenantProfile, &Series)],
+        with_partitions: bool,
+    ) -> Self {
         let head = samples_head();
         let tail = samples_tail();
         let label_names: Vec<&str> = schema
@@ -233,13 +294,24 @@ impl<'a> SamplesBuilder<'a> {
             .map(|f| f.name().as_str())
             .filter(|n| !head.iter().any(|f| f.name() == n) && !tail.iter().any(|f| f.name() == n))
             .collect();
+        let rows: usize = series.iter().map(|(_, s)| s.samples.len()).sum();
+        // Bytes of a column whose value in a series is `len(series)` bytes long.
+        let bytes = |len: &dyn Fn(&TenantProfile, &Series) -> usize| -> usize {
+            series
+                .iter()
+                .map(|(tp, s)| s.samples.len() * len(tp, s))
+                .sum()
+        };
+        let string = |len: &dyn Fn(&TenantProfile, &Series) -> usize| {
+            StringBuilder::with_capacity(rows, bytes(len))
+        };
         let labels = label_names
             .iter()
-            .map(|_| StringBuilder::with_capacity(rows, rows * 4))
+            .map(|n| string(&|_, s| s.labels.get(n).map_or(0, str::len)))
             .collect();
         Self {
             label_names,
-            profile_type: StringBuilder::with_capacity(rows, rows * 16),
+            profile_type: string(&|_, s| profile_type_len(&s.profile_type)),
             time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             duration: Int64Builder::with_capacity(rows),
             labels,
@@ -247,8 +319,8 @@ impl<'a> SamplesBuilder<'a> {
             value: Int64Builder::with_capacity(rows),
             partitions: with_partitions.then(|| {
                 (
-                    StringBuilder::with_capacity(rows, rows * 8),
-                    StringBuilder::with_capacity(rows, rows * 8),
+                    string(&|tp, _| tp.tenant.len()),
+                    string(&|_, s| s.labels.service_name().len()),
                     Date32Builder::with_capacity(rows),
                 )
             }),
@@ -258,23 +330,30 @@ impl<'a> SamplesBuilder<'a> {
     /// Appends the rows of one series of `tp`.
     fn append(&mut self, tp: &TenantProfile, s: &Series) {
         let p = &tp.profile;
+        let n = s.samples.len();
         let pt = s.profile_type.id();
-        let values: Vec<Option<&str>> = self.label_names.iter().map(|n| s.labels.get(n)).collect();
-        let day = day_of(p.time_us);
-        for (id, v) in &s.samples {
+        for _ in 0..n {
             self.profile_type.append_value(&pt);
-            self.time.append_value(p.time_us);
-            self.duration.append_value(p.duration_us);
-            for (b, lv) in self.labels.iter_mut().zip(&values) {
-                b.append_option(*lv);
+        }
+        self.time.append_value_n(p.time_us, n);
+        self.duration.append_value_n(p.duration_us, n);
+        for (b, name) in self.labels.iter_mut().zip(&self.label_names) {
+            match s.labels.get(name) {
+                Some(v) => (0..n).for_each(|_| b.append_value(v)),
+                None => b.append_nulls(n),
             }
+        }
+        for (id, v) in &s.samples {
             self.stack_id.append_value(stack_id_to_i64(*id));
             self.value.append_value(*v);
-            if let Some((tenant, service, d)) = &mut self.partitions {
+        }
+        if let Some((tenant, service, d)) = &mut self.partitions {
+            let service_name = s.labels.service_name();
+            for _ in 0..n {
                 tenant.append_value(&tp.tenant);
-                service.append_value(s.labels.service_name());
-                d.append_value(day);
+                service.append_value(service_name);
             }
+            d.append_value_n(day_of(p.time_us), n);
         }
     }
 
@@ -298,6 +377,16 @@ impl<'a> SamplesBuilder<'a> {
         }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
+}
+
+/// Length of `ProfileType::id()` (five parts, four colons), without building it.
+fn profile_type_len(pt: &stackdrift_model::ProfileType) -> usize {
+    pt.name.len()
+        + pt.sample_type.len()
+        + pt.sample_unit.len()
+        + pt.period_type.len()
+        + pt.period_unit.len()
+        + 4
 }
 
 /// One stack row to write.
@@ -373,6 +462,18 @@ pub fn stacks_batch(rows: &[StackRow<'_>]) -> Result<RecordBatch, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_type_len_is_the_id_length() {
+        for id in [
+            "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+            "memory:alloc_space:bytes:space:bytes",
+            "a:b:c:d:e",
+        ] {
+            let pt: stackdrift_model::ProfileType = id.parse().unwrap();
+            assert_eq!(profile_type_len(&pt), pt.id().len(), "{id}");
+        }
+    }
 
     #[test]
     fn days_are_utc_and_floor_negative_times() {
@@ -520,6 +621,38 @@ mod tests {
             got.iter()
                 .all(|r| r.7.as_deref() == Some("prod") && r.8.is_none())
         );
+    }
+
+    #[test]
+    fn chunks_keep_every_series_in_order_within_the_row_cap() {
+        // Series of 3, 1, 4, 2, 5 and 1 rows, all in one partition.
+        let profiles: Vec<TenantProfile> = [3, 1, 4, 2, 5, 1]
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| profile("a", &["api"], i as i64, n))
+            .collect();
+        let parts = samples_partitions(&profiles);
+        assert_eq!(parts.len(), 1);
+        let series = &parts[0].1;
+        let sizes = |max| -> Vec<Vec<usize>> {
+            samples_chunks(series, max)
+                .map(|c| c.iter().map(|(_, s)| s.samples.len()).collect())
+                .collect()
+        };
+        assert_eq!(sizes(5), [vec![3, 1], vec![4], vec![2], vec![5], vec![1]]);
+        assert_eq!(sizes(6), [vec![3, 1], vec![4, 2], vec![5, 1]]);
+        // A series larger than the cap is a chunk of its own; a cap of 0 still progresses.
+        assert_eq!(sizes(2).len(), 6);
+        assert_eq!(sizes(0).len(), 6);
+        assert_eq!(sizes(100), [vec![3, 1, 4, 2, 5, 1]]);
+        // The chunks, in order, are exactly the series.
+        let rejoined: Vec<*const Series> = samples_chunks(series, 4)
+            .flatten()
+            .map(|(_, s)| *s as *const Series)
+            .collect();
+        let all: Vec<*const Series> = series.iter().map(|(_, s)| *s as *const Series).collect();
+        assert_eq!(rejoined, all);
+        assert_eq!(series_rows(series), 16);
     }
 
     #[test]
