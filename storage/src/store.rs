@@ -37,8 +37,8 @@ use crate::maintenance::{DataFile, TableSnapshot};
 use crate::schema::{
     ROLLUPS, ROLLUPS_PARTITIONS, SAMPLES, SAMPLES_PARTITIONS, STACKS, STACKS_PARTITIONS,
     SamplesPartition, StackRow, TenantProfile, label_columns, rollups_schema, samples_batch,
-    samples_file_schema, samples_head, samples_partition_batches, samples_schema, samples_tail,
-    stacks_batch, stacks_schema,
+    samples_chunks, samples_file_schema, samples_head, samples_partitions, samples_rows,
+    samples_schema, samples_tail, series_rows, stacks_batch, stacks_schema,
 };
 
 /// Stack IDs of one (tenant, service). Looked up for every stack of every push: Fx hashing,
@@ -243,8 +243,8 @@ impl Store {
     /// Encodes the samples of `profiles` (whose label keys are all columns of `schema`, the
     /// schema of `table`) one Parquet file per partition and uploads the files; returns their
     /// add actions, for [`Store::commit_adds`]. Unlike `DeltaTable::write`, which builds one
-    /// batch and copies every column again to split it by partition, each partition's batch
-    /// is built once.
+    /// batch and copies every column again to split it by partition, each partition's rows
+    /// are built once, in chunks of [`SAMPLES_CHUNK_ROWS`] that are encoded as they come.
     ///
     /// With several partitions (services), up to one encoder per core runs at once, each
     /// with its own share of the partitions balanced by rows: a flush is then not bound to
@@ -259,8 +259,6 @@ impl Store {
         use deltalake::operations::write::writer::WriterConfig;
         use tracing::Instrument;
 
-        let batches = samples_partition_batches(profiles, schema)
-            .map_err(|e| DeltaTableError::generic(e.to_string()))?;
         let state = table.snapshot()?;
         let config = WriterConfig::new(
             state.snapshot().arrow_schema(),
@@ -280,24 +278,67 @@ impl Store {
             .iter()
             .map(|f| ours.index_of(f.name()))
             .collect::<Result<Vec<_>, _>>()?;
-        let batches = batches
-            .into_iter()
-            .map(|(key, batch)| {
-                let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
-                let batch = arrow::array::RecordBatch::try_new(file_schema.clone(), columns)?;
-                Ok((key, batch))
-            })
-            .collect::<Result<Vec<_>, DeltaTableError>>()?;
         let store = table.log_store().object_store(None);
+        // One encoder task per group of partitions; this task builds their rows a chunk at
+        // a time, in turn, and hands each chunk over as soon as it is built.
+        let groups = balance_by_rows(samples_partitions(profiles), *CORES, |(_, series)| {
+            series_rows(series)
+        });
         let mut encoders = tokio::task::JoinSet::new();
-        for group in balance_by_rows(batches, *CORES) {
+        let mut feeds = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_QUEUED);
             encoders.spawn(
-                write_partitions(store.clone(), config.clone(), group)
+                write_partitions(store.clone(), config.clone(), rx)
                     .instrument(tracing::Span::current()),
             );
+            // Collected, not a lazy iterator: closures held across the awaits below would
+            // keep this future from being `Send`.
+            let mut chunks = Vec::new();
+            for (key, series) in group {
+                chunks.extend(samples_chunks(series, SAMPLES_CHUNK_ROWS).map(|c| (key, c)));
+            }
+            feeds.push(Some((tx, chunks.into_iter())));
         }
-        let mut adds = Vec::new();
         let mut failed = None;
+        'feeding: loop {
+            let mut fed = false;
+            for feed in &mut feeds {
+                let Some((tx, chunks)) = feed else { continue };
+                let Some((key, chunk)) = chunks.next() else {
+                    // Closing the channel lets the encoder finish its files.
+                    *feed = None;
+                    continue;
+                };
+                fed = true;
+                let batch = samples_rows(chunk, schema, &ours)
+                    .map_err(|e| DeltaTableError::generic(e.to_string()))
+                    .and_then(|b| {
+                        let columns = order.iter().map(|&i| b.column(i).clone()).collect();
+                        Ok(arrow::array::RecordBatch::try_new(
+                            file_schema.clone(),
+                            columns,
+                        )?)
+                    });
+                match batch {
+                    // A closed channel is an encoder that failed: its error is collected below.
+                    Ok(batch) => {
+                        if tx.send((key.clone(), batch)).await.is_err() {
+                            *feed = None;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break 'feeding;
+                    }
+                }
+            }
+            if !fed {
+                break;
+            }
+        }
+        drop(feeds);
+        let mut adds = Vec::new();
         while let Some(done) = encoders.join_next().await {
             match done {
                 Ok(Ok(written)) => adds.extend(written),
@@ -976,16 +1017,25 @@ async fn provider_of(
 static CORES: std::sync::LazyLock<usize> =
     std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
 
-/// Writes each `(partition, batch)` of `group` to its own file with one Delta writer and
-/// returns the add actions; when writing a partition fails, deletes what this writer had
-/// uploaded.
+/// Rows per chunk a flush's `samples` rows are built and handed to its encoders in. The
+/// chunk's Arrow arrays are freed once encoded, so a flush holds a few chunks of rows at a
+/// time, not all of them, and the allocator reuses the same memory for the next chunk
+/// instead of faulting in fresh pages for every row of the batch.
+pub const SAMPLES_CHUNK_ROWS: usize = 32 * 1024;
+
+/// Chunks built ahead for each encoder.
+const CHUNKS_QUEUED: usize = 2;
+
+/// Writes the `(partition, rows)` chunks received on `chunks`, each partition to its own file,
+/// with one Delta writer, and returns the add actions once the channel closes; when writing
+/// fails, deletes what this writer had uploaded (and closes the channel).
 async fn write_partitions(
     store: Arc<dyn object_store::ObjectStore>,
     config: deltalake::operations::write::writer::WriterConfig,
-    group: Vec<(SamplesPartition, arrow::array::RecordBatch)>,
+    mut chunks: tokio::sync::mpsc::Receiver<(SamplesPartition, arrow::array::RecordBatch)>,
 ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
     let mut writer = deltalake::operations::write::writer::DeltaWriter::new(store, config);
-    for (key, batch) in group {
+    while let Some((key, batch)) = chunks.recv().await {
         let values: indexmap::IndexMap<String, Scalar> = [
             ("tenant".to_owned(), Scalar::String(key.tenant)),
             ("service_name".to_owned(), Scalar::String(key.service_name)),
@@ -994,6 +1044,7 @@ async fn write_partitions(
         .into_iter()
         .collect();
         if let Err(e) = writer.write_partition(batch, &values).await {
+            chunks.close();
             if let Err(abort) = writer.abort().await {
                 warn!(error = %abort, "aborting samples uploads after a write error");
             }
@@ -1003,27 +1054,24 @@ async fn write_partitions(
     writer.close().await
 }
 
-/// Splits `batches` into at most `n` groups of about equal row counts (largest first, each
-/// to the group with the fewest rows so far); no group is empty.
-fn balance_by_rows<K>(
-    mut batches: Vec<(K, arrow::array::RecordBatch)>,
-    n: usize,
-) -> Vec<Vec<(K, arrow::array::RecordBatch)>> {
-    batches.sort_by_key(|(_, b)| std::cmp::Reverse(b.num_rows()));
-    // No more groups than batches: the first `n` batches each open one.
-    let n = n.max(1).min(batches.len());
-    let mut groups: Vec<(usize, Vec<(K, arrow::array::RecordBatch)>)> =
-        (0..n).map(|_| (0, Vec::new())).collect();
-    for (key, batch) in batches {
-        if let Some(g) = groups.iter_mut().min_by_key(|(rows, _)| *rows) {
-            g.0 += batch.num_rows();
-            g.1.push((key, batch));
+/// Splits `items` into at most `n` groups of about equal row counts (largest first, each to
+/// the group with the fewest rows so far); no group is empty.
+fn balance_by_rows<T>(mut items: Vec<T>, n: usize, rows: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+    items.sort_by_key(|item| std::cmp::Reverse(rows(item)));
+    // No more groups than items: the first `n` items each open one.
+    let n = n.max(1).min(items.len());
+    let mut groups: Vec<(usize, Vec<T>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for item in items {
+        if let Some(g) = groups.iter_mut().min_by_key(|(r, _)| *r) {
+            g.0 += rows(&item);
+            g.1.push(item);
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-pub(crate) fn writer_properties() -> WriterProperties {
+/// Parquet writer properties of the files the ingester writes (public for the benches).
+pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .build()
@@ -1133,26 +1181,14 @@ async fn open_or_create(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Int64Array;
-    use arrow::datatypes::{Field, Schema};
-
-    fn batch(rows: i64) -> arrow::array::RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let column = Arc::new(Int64Array::from_iter_values(0..rows));
-        arrow::array::RecordBatch::try_new(schema, vec![column]).unwrap()
-    }
 
     #[test]
     fn balance_by_rows_spreads_partitions_evenly_and_keeps_every_one() {
-        let batches: Vec<(usize, _)> = [50, 10, 40, 30, 20, 5]
-            .into_iter()
-            .enumerate()
-            .map(|(i, rows)| (i, batch(rows)))
-            .collect();
-        let groups = balance_by_rows(batches, 2);
+        let items: Vec<(usize, usize)> = [50, 10, 40, 30, 20, 5].into_iter().enumerate().collect();
+        let groups = balance_by_rows(items, 2, |(_, rows)| *rows);
         let rows: Vec<usize> = groups
             .iter()
-            .map(|g| g.iter().map(|(_, b)| b.num_rows()).sum())
+            .map(|g| g.iter().map(|(_, r)| r).sum())
             .collect();
         assert_eq!(rows, vec![80, 75]);
         let mut keys: Vec<usize> = groups.iter().flatten().map(|(k, _)| *k).collect();
@@ -1160,7 +1196,7 @@ mod tests {
         assert_eq!(keys, (0..6).collect::<Vec<_>>());
 
         // Fewer partitions than encoders: one group each, none empty; none at all: no group.
-        assert_eq!(balance_by_rows(vec![(0, batch(3))], 8).len(), 1);
-        assert!(balance_by_rows(Vec::<(usize, _)>::new(), 8).is_empty());
+        assert_eq!(balance_by_rows(vec![3], 8, |r| *r).len(), 1);
+        assert!(balance_by_rows(Vec::<usize>::new(), 8, |r| *r).is_empty());
     }
 }

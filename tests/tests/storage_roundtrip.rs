@@ -334,3 +334,82 @@ async fn concurrent_appends_land_once_each() {
         ]
     );
 }
+
+/// A flush bigger than one encoder chunk (`SAMPLES_CHUNK_ROWS`) in several partitions: each
+/// partition's rows, built and handed over a chunk at a time, land in one file per partition,
+/// every row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_of_many_chunks_writes_one_file_per_partition() {
+    use stackdrift_storage::store::SAMPLES_CHUNK_ROWS;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig::local(dir.path().join("data"));
+    let store = Store::open(config.clone()).await.unwrap();
+    // 1,000 stacks and two sample types per profile: 2,000 rows each.
+    let pprof = |seed: i64| {
+        let mut b = PprofBuilder::new(
+            &[("samples", "count"), ("cpu", "nanoseconds")],
+            ("cpu", "nanoseconds"),
+            10_000_000,
+        )
+        .time(1_700_000_000_000_000_000, 10_000_000_000);
+        for i in 0..1000 {
+            let frames = [Frame::named(format!("f{i}")), Frame::named("main")];
+            b.sample(&frames, &[1, seed * 1000 + i + 1], &[]);
+        }
+        b.encode_gzip()
+    };
+    let per_service = 20;
+    let mut profiles = Vec::new();
+    for service in ["big-a", "big-b", "big-c"] {
+        let l = labels(&[("service_name", service)]);
+        for seed in 0..per_service {
+            profiles.push(TenantProfile {
+                tenant: "acme".into(),
+                profile: decode(&pprof(seed), &l),
+            });
+        }
+    }
+    let rows_per_service = per_service as usize * 2_000;
+    assert!(
+        rows_per_service > SAMPLES_CHUNK_ROWS,
+        "more than one chunk per partition"
+    );
+    let stats = store.append(&profiles).await.unwrap();
+    assert_eq!(stats.samples, 3 * rows_per_service);
+    assert_eq!(stats.samples_version, Some(1));
+
+    for service in ["big-a", "big-b", "big-c"] {
+        let part = dir.path().join(format!(
+            "data/samples/tenant=acme/service_name={service}/day=2023-11-14"
+        ));
+        let files: Vec<_> = std::fs::read_dir(&part)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        assert_eq!(files.len(), 1, "{service}: {files:?}");
+    }
+
+    // Every row once: counts and sums per service and sample type.
+    let reader = Store::open(config).await.unwrap();
+    let ctx = SessionContext::new();
+    reader.register(&ctx, None).await.unwrap();
+    let got = sql::rows3(
+        &ctx,
+        "SELECT service_name || ' ' || profile_type, COUNT(*), SUM(value) FROM samples \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    // cpu: sum over seeds and stacks of seed*1000 + i + 1; samples: one per row.
+    let cpu_sum: i64 = (0..per_service)
+        .flat_map(|s| (0..1000).map(move |i| s * 1000 + i + 1))
+        .sum();
+    let mut expected = Vec::new();
+    for service in ["big-a", "big-b", "big-c"] {
+        let n = rows_per_service as i64 / 2;
+        expected.push((format!("{service} {CPU}"), n, cpu_sum));
+        expected.push((format!("{service} {SAMPLES}"), n, n));
+    }
+    assert_eq!(got, expected);
+}
