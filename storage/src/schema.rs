@@ -294,7 +294,7 @@ impl<'a> SamplesBuilder<'a> {
             .map(|f| f.name().as_str())
             .filter(|n| !head.iter().any(|f| f.name() == n) && !tail.iter().any(|f| f.name() == n))
             .collect();
-        let rows: usize = series.iter().map(|(_, s)| s.samples.len()).sum();
+        let rows = series_rows(series);
         // Bytes of a column whose value in a series is `len(series)` bytes long.
         let bytes = |len: &dyn Fn(&TenantProfile, &Series) -> usize| -> usize {
             series
