@@ -62,7 +62,9 @@ struct Args {
     /// Stop after this many pushes in total (whichever of this and --duration ends first).
     #[arg(long)]
     pushes: Option<u64>,
-    /// Global cap in pushes per second (open loop schedule); unlimited when absent.
+    /// Open loop: push number k is due k / RATE seconds after the start, and its latency is
+    /// counted from then, so a server that falls behind shows in the latencies. Give enough
+    /// --clients to hold RATE × latency pushes in flight. Closed loop when absent.
     #[arg(long)]
     rate: Option<f64>,
     /// `X-Scope-OrgID` (tenant).
@@ -628,19 +630,22 @@ async fn client(mut sender: Sender, shared: Arc<Shared>) -> Stats {
         {
             break;
         }
+        // With --rate, a push's latency runs from its slot in the schedule, not from when a
+        // client got to send it: a server that falls behind delays every later push, and
+        // those delays count (no coordinated omission). Without, from the send.
+        let mut t0 = Instant::now();
         if let Some(rate) = shared.rate {
             let at = shared.start + Duration::from_secs_f64(ticket as f64 / rate);
             if at >= shared.deadline {
                 break;
             }
             tokio::time::sleep_until(at).await;
-        }
-        if tokio::time::Instant::now() >= shared.deadline {
+            t0 = at.into_std();
+        } else if tokio::time::Instant::now() >= shared.deadline {
             break;
         }
         let p = &shared.pool[(ticket % shared.pool.len() as u64) as usize];
-        let counted = tokio::time::Instant::now() >= shared.measure_from;
-        let t0 = Instant::now();
+        let counted = tokio::time::Instant::from_std(t0) >= shared.measure_from;
         let outcome = sender.send(p).await;
         let failed = matches!(outcome, Outcome::Error(_));
         let refused = outcome.is_retryable();
