@@ -127,6 +127,13 @@ impl<'k> ProfileBuilder<'k> {
         }
     }
 
+    /// Makes room in series `series` for `samples` distinct stacks without rehashing (a hint).
+    pub fn reserve_samples(&mut self, series: usize, samples: usize) {
+        let (s, index) = &mut self.series[series];
+        s.samples.reserve(samples);
+        index.reserve(samples);
+    }
+
     /// Registers a leaf-first frame list (truncating it past the depth limit) and returns its
     /// stack ID.
     pub fn stack(&mut self, frames: Vec<Frame>) -> u64 {
@@ -210,6 +217,15 @@ impl<'k> ProfileBuilder<'k> {
             .map(|(s, _)| s)
             .filter(|s| !s.samples.is_empty())
             .collect();
+        if self.stack_list.is_empty() {
+            // Every stack was known (a service's steady state): nothing to filter.
+            return NormalizedProfile {
+                time_us,
+                duration_us,
+                series,
+                stacks: Vec::new(),
+            };
+        }
         let used: rustc_hash::FxHashSet<u64> = series
             .iter()
             .flat_map(|s| s.samples.iter().map(|(id, _)| *id))

@@ -13,6 +13,7 @@
 // hashes every sample several times, and nothing here is attacker-keyed at scale).
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -269,6 +270,8 @@ pub fn normalize_flat(
     // a stack's ID is then a hash of a few dozen integers, and its frames are built only if
     // the stack is new to the caller.
     let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.lines.len() + 16);
+    // `frames[i].hash`, packed: what every sample reads, one cache line per eight frames.
+    let mut frame_hashes: Vec<u64> = Vec::with_capacity(profile.lines.len() + 16);
     // Location ID → the range of its frames (as u32s: the index is allocated per profile).
     let mut locations: IdIndex<(u32, u32)> = IdIndex::new(profile.locations.len());
     for loc in &profile.locations {
@@ -281,7 +284,9 @@ pub fn normalize_flat(
                     function: line.function_id,
                 });
             };
-            frames.push(FrameRef::new(Cow::Borrowed(name), file, line.line));
+            let frame = FrameRef::new(Cow::Borrowed(name), file, line.line);
+            frame_hashes.push(frame.hash);
+            frames.push(frame);
         }
         if lines.is_empty() {
             // Unsymbolized: name the frame by its address (and binary, when known).
@@ -291,7 +296,9 @@ pub fn normalize_flat(
             } else {
                 format!("{binary}+0x{:x}", loc.address)
             };
-            frames.push(FrameRef::new(Cow::Owned(name), "", 0));
+            let frame = FrameRef::new(Cow::Owned(name), "", 0);
+            frame_hashes.push(frame.hash);
+            frames.push(frame);
         }
         if loc.id == 0 || !locations.insert(loc.id, (start as u32, frames.len() as u32)) {
             return Err(DecodeError::BadId {
@@ -320,6 +327,10 @@ pub fn normalize_flat(
         .iter()
         .map(|pt| builder.series(ctx.labels, pt))
         .collect();
+    for &series in &base {
+        // Most samples of most profiles carry no string label: room for all of them.
+        builder.reserve_samples(series, profile.samples.len());
+    }
     // Series per distinct set of sample labels, keyed by the sample's (key, str) indices:
     // `series_sets[i]` holds one series index per sample type; set 0 is the unlabelled one.
     let mut series_sets: Vec<Vec<usize>> = vec![base];
@@ -339,15 +350,21 @@ pub fn normalize_flat(
                 want: types.len(),
             });
         }
-        let stack = match stack_cache.get(location_ids) {
-            Some(id) => *id,
-            None => {
+        let stack = match stack_cache.entry(location_ids) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
                 hashes.clear();
                 for &id in location_ids {
                     let Some(&(start, end)) = locations.get(id) else {
                         return Err(DecodeError::UnknownLocation(id));
                     };
-                    hashes.extend(frames[start as usize..end as usize].iter().map(|f| f.hash));
+                    let (start, end) = (start as usize, end as usize);
+                    if end == start + 1 {
+                        // One line per location (nearly all): a push, not an extend.
+                        hashes.push(frame_hashes[start]);
+                    } else {
+                        hashes.extend_from_slice(&frame_hashes[start..end]);
+                    }
                 }
                 let id = builder.stack_hashed(&mut hashes, |keep| {
                     location_ids
@@ -358,8 +375,7 @@ pub fn normalize_flat(
                         .map(|f| f.to_frame(&mut shared))
                         .collect()
                 });
-                stack_cache.insert(location_ids, id);
-                id
+                *e.insert(id)
             }
         };
         let set = sample_series(

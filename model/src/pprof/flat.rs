@@ -561,16 +561,23 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, Fault> {
-        if let Some((&b, rest)) = self.buf.split_first()
-            && b < 0x80
-        {
-            self.buf = rest;
-            return Ok(u64::from(b));
+        // One and two bytes (keys, lengths, and IDs below 16,384: nearly every varint of a
+        // profile but its values) without a loop.
+        match *self.buf {
+            [b0, ref rest @ ..] if b0 < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(b0))
+            }
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7)
+            }
+            _ => self.varint_multi(),
         }
-        self.varint_multi()
     }
 
-    /// A varint of more than one byte (or none): at most 10 bytes, the 10th 0 or 1.
+    /// A varint of three bytes or more (or a truncated one): at most 10 bytes, the 10th 0
+    /// or 1.
     fn varint_multi(&mut self) -> Result<u64, Fault> {
         let mut value = 0u64;
         for (i, &b) in self.buf.iter().take(10).enumerate() {
