@@ -22,15 +22,19 @@
 //!
 //! Run with `cargo bench -p stackdrift-model --bench ingest_paths`; add a filter to run a
 //! subset, e.g. `cargo bench -p stackdrift-model --bench ingest_paths -- stack_hash`.
+//! With `INGEST_PATHS_COUNT=PATH:N` in the environment the binary runs one path N times for
+//! an instruction counter instead (see `count` below and BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use prost::Message;
 use stackdrift_model::encode::gzip;
-use stackdrift_model::pprof::{FlatProfile, decode_profile, normalize, read_capped};
+use stackdrift_model::pprof::{
+    FlatProfile, decode_profile, normalize, normalize_flat, read_capped,
+};
 use stackdrift_model::stack::{frame_hash, stack_id_from_hashes};
 use stackdrift_model::{
     DecodeLimits, Frame, KnownStacks, LabelLimits, Labels, SeriesContext, decode_pprof, stack_id,
@@ -498,4 +502,44 @@ criterion_group! {
     config = config();
     targets = pprof_benches, stack_hash_benches
 }
-criterion_main!(benches);
+/// `INGEST_PATHS_COUNT=PATH:N` runs PATH (`decode_flat`, `decode_normalize` or
+/// `decode_normalize_known_stacks`, on the already gunzipped payload) N times and nothing
+/// else, for an instruction counter: `valgrind --tool=callgrind` of N and of 0 iterations,
+/// the difference divided by N, is one profile's cost, the same on any load.
+fn count(spec: &str) {
+    let (path, n) = spec.split_once(':').expect("INGEST_PATHS_COUNT=PATH:N");
+    let n: usize = n.parse().expect("N: a number of iterations");
+    let payload = build_payload();
+    let limits = DecodeLimits::default();
+    let raw = read_capped(&payload.gz, limits.max_uncompressed_bytes).expect("payload");
+    let all_known: KnownStacks<'_> = &|_| true;
+    let known = match path {
+        "decode_flat" => None,
+        "decode_normalize" => Some(None),
+        "decode_normalize_known_stacks" => Some(Some(all_known)),
+        other => panic!("unknown path {other:?}"),
+    };
+    let mut samples = 0;
+    for _ in 0..n {
+        let flat = FlatProfile::decode(black_box(&raw)).expect("payload decodes");
+        samples += match known {
+            None => flat.samples.len(),
+            Some(known) => {
+                let ctx = series_context(&payload.labels, known);
+                normalize_flat(&flat, ctx, &limits)
+                    .expect("payload normalizes")
+                    .sample_count()
+            }
+        };
+    }
+    println!("{path}: {n} iterations, {samples} samples");
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("INGEST_PATHS_COUNT") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
