@@ -36,16 +36,12 @@ pub const TRUNCATED_FRAME: &str = "[truncated]";
 /// Hashes one frame: XXH3-64 over the function name, a 0 byte, the file, a 0 byte and the
 /// line as 8 little-endian bytes.
 pub fn frame_hash(function: &str, file: &str, line: i64) -> u64 {
-    let mut buf = [0u8; 256];
     let len = function.len() + file.len() + 10;
-    if len <= buf.len() {
-        // Short names (nearly all): one-shot hash of a stack buffer, no allocation.
-        let (f, rest) = buf.split_at_mut(function.len());
-        f.copy_from_slice(function.as_bytes());
-        let (g, rest) = rest[1..].split_at_mut(file.len());
-        g.copy_from_slice(file.as_bytes());
-        rest[1..9].copy_from_slice(&line.to_le_bytes());
-        xxh3_64(&buf[..len])
+    if len <= 128 {
+        // Short names (nearly all): one-shot hash of a small stack buffer.
+        frame_hash_buffered::<128>(function, file, line)
+    } else if len <= 256 {
+        frame_hash_buffered::<256>(function, file, line)
     } else {
         let mut h = Xxh3::new();
         h.update(function.as_bytes());
@@ -57,6 +53,19 @@ pub fn frame_hash(function: &str, file: &str, line: i64) -> u64 {
     }
 }
 
+/// [`frame_hash`] of a frame whose bytes fit in `N` (a stack buffer: no allocation).
+#[inline]
+fn frame_hash_buffered<const N: usize>(function: &str, file: &str, line: i64) -> u64 {
+    let mut buf = [0u8; N];
+    let len = function.len() + file.len() + 10;
+    let (f, rest) = buf.split_at_mut(function.len());
+    f.copy_from_slice(function.as_bytes());
+    let (g, rest) = rest[1..].split_at_mut(file.len());
+    g.copy_from_slice(file.as_bytes());
+    rest[1..9].copy_from_slice(&line.to_le_bytes());
+    xxh3_64(&buf[..len])
+}
+
 /// Combines the [`frame_hash`]es of a leaf-first stack into its stack ID: XXH3-64 over the
 /// frame hashes as 8 little-endian bytes each.
 ///
@@ -64,12 +73,10 @@ pub fn frame_hash(function: &str, file: &str, line: i64) -> u64 {
 /// a few dozen integers. This is part of the storage format: changing it would split every
 /// stored stack in two, so it is pinned by a test.
 pub fn stack_id_from_hashes(frame_hashes: &[u64]) -> u64 {
-    let mut buf = [0u8; 8 * 64];
-    if frame_hashes.len() <= 64 {
-        for (chunk, h) in buf.chunks_exact_mut(8).zip(frame_hashes) {
-            chunk.copy_from_slice(&h.to_le_bytes());
-        }
-        xxh3_64(&buf[..8 * frame_hashes.len()])
+    if frame_hashes.len() <= 32 {
+        stack_id_buffered::<{ 8 * 32 }>(frame_hashes)
+    } else if frame_hashes.len() <= 64 {
+        stack_id_buffered::<{ 8 * 64 }>(frame_hashes)
     } else {
         let mut h = Xxh3::new();
         for fh in frame_hashes {
@@ -77,6 +84,16 @@ pub fn stack_id_from_hashes(frame_hashes: &[u64]) -> u64 {
         }
         h.digest()
     }
+}
+
+/// [`stack_id_from_hashes`] of a stack whose hashes fit in `N` bytes (a stack buffer).
+#[inline]
+fn stack_id_buffered<const N: usize>(frame_hashes: &[u64]) -> u64 {
+    let mut buf = [0u8; N];
+    for (chunk, h) in buf.chunks_exact_mut(8).zip(frame_hashes) {
+        chunk.copy_from_slice(&h.to_le_bytes());
+    }
+    xxh3_64(&buf[..8 * frame_hashes.len()])
 }
 
 /// Hashes a leaf-first frame list into the stack ID (see [`stack_id_from_hashes`]).
@@ -131,8 +148,8 @@ mod tests {
 
     #[test]
     fn fast_paths_match_the_definition() {
-        // Names around the 256-byte stack buffer, and stacks around 64 frames.
-        for len in [0, 1, 100, 245, 246, 247, 300, 5000] {
+        // Names around the 128- and 256-byte stack buffers, stacks around 32 and 64 frames.
+        for len in [0, 1, 100, 113, 114, 115, 245, 246, 247, 300, 5000] {
             let name = "x".repeat(len);
             assert_eq!(
                 frame_hash(&name, "f.go", -3),
@@ -140,7 +157,7 @@ mod tests {
                 "name length {len}"
             );
         }
-        for depth in [0, 1, 63, 64, 65, 1000] {
+        for depth in [0, 1, 31, 32, 33, 63, 64, 65, 1000] {
             let hashes: Vec<u64> = (0..depth).map(|i| i * 0x9e37_79b9).collect();
             let mut h = Xxh3::new();
             for x in &hashes {

@@ -1268,3 +1268,62 @@ fn real_profiler_fixtures_decode_like_prost() {
         assert!(check(&raw).unwrap(), "{name}");
     }
 }
+
+/// The string table is validated a run of entries at a time (`StringSpan`): runs broken by
+/// two-byte lengths, multi-byte characters, other fields between strings, and one invalid
+/// byte anywhere must give exactly what prost gives.
+#[test]
+fn string_table_runs_decode_like_prost() {
+    let long = "λ/".repeat(70); // 210 bytes: a two-byte length
+    let table = [
+        "",
+        "main.run",
+        "naïve/ünïcode",
+        long.as_str(),
+        "a",
+        "",
+        "github.com/acme/svc.(*T).Serve",
+        long.as_str(),
+        "z",
+    ];
+    let encode = |corrupt: Option<(usize, usize)>, field_between: bool| {
+        let mut bytes = base();
+        for (i, s) in table.iter().enumerate().skip(1) {
+            let mut b = s.as_bytes().to_vec();
+            if let Some((which, at)) = corrupt
+                && which == i
+                && at < b.len()
+            {
+                b[at] = 0xff;
+            }
+            put_bytes(&mut bytes, 6, &b);
+            if field_between && i == 4 {
+                put_key(&mut bytes, 9, 0); // time_nanos: a varint with bytes ≥ 0x80
+                put_varint(&mut bytes, 1 << 40);
+            }
+        }
+        bytes
+    };
+    for field_between in [false, true] {
+        let bytes = encode(None, field_between);
+        let flat = FlatProfile::decode(&bytes).expect("valid");
+        // After `base()`'s own strings.
+        let ours = &flat.strings[flat.strings.len() - (table.len() - 1)..];
+        assert_eq!(ours, &table[1..], "between: {field_between}");
+        assert!(check(&bytes).unwrap());
+        for (i, s) in table.iter().enumerate().skip(1) {
+            for at in [0, s.len() / 2, s.len().saturating_sub(1)] {
+                if s.is_empty() {
+                    continue;
+                }
+                let bytes = encode(Some((i, at)), field_between);
+                assert_eq!(
+                    flat_err(&bytes),
+                    DecodeError::InvalidUtf8,
+                    "string {i} byte {at}"
+                );
+                assert!(!check(&bytes).unwrap());
+            }
+        }
+    }
+}

@@ -283,6 +283,7 @@ impl<'a> FlatProfile<'a> {
     /// Reads every top-level field of `buf` into `self` (prost's `Message::merge`).
     fn merge(&mut self, buf: &'a [u8]) -> Result<(), Fault> {
         let mut r = Reader::new(buf);
+        let mut strings = StringSpan::default();
         while !r.is_empty() {
             let (field, wire) = r.key()?;
             match field {
@@ -309,8 +310,8 @@ impl<'a> FlatProfile<'a> {
                 6 => {
                     expect_wire(field, wire, LEN)?;
                     let bytes = r.len_delimited()?;
-                    let s = std::str::from_utf8(bytes).map_err(|_| Fault::InvalidUtf8)?;
-                    self.strings.push(s);
+                    let start = buf.len() - r.buf.len() - bytes.len();
+                    self.strings.push(strings.get(buf, start, bytes)?);
                 }
                 9 => self.time_nanos = r.int(field, wire)? as i64,
                 10 => self.duration_nanos = r.int(field, wire)? as i64,
@@ -385,6 +386,42 @@ impl<'a> FlatProfile<'a> {
         loc.lines = span(lines_start, self.lines.len());
         self.locations.push(loc);
         Ok(())
+    }
+}
+
+/// Validates the string table's UTF-8 a run of entries at a time.
+///
+/// Writers put the string table in one piece, and its keys and one-byte lengths are ASCII:
+/// when the bytes from a string to the next invalid byte (a two-byte length, the next field's
+/// varint, or the end) are valid UTF-8 as a whole, every string inside them is too, and is a
+/// slice of that one validated `str`. One `from_utf8` over thousands of short strings costs
+/// far less than one per string. Each run is validated at most twice (once to find its end,
+/// once up to it) and runs do not overlap, so this stays linear on any input; a string
+/// outside a run is validated on its own, so the outcome is exactly `from_utf8` per string.
+#[derive(Default)]
+struct StringSpan<'a> {
+    /// Offset of `text` in the profile's bytes.
+    start: usize,
+    text: &'a str,
+}
+
+impl<'a> StringSpan<'a> {
+    /// The string `bytes`, at offset `start` of `buf`.
+    fn get(&mut self, buf: &'a [u8], start: usize, bytes: &'a [u8]) -> Result<&'a str, Fault> {
+        let end = start + bytes.len();
+        if start < self.start || end > self.start + self.text.len() {
+            let tail = buf.get(start..).unwrap_or_default();
+            self.start = start;
+            self.text = match std::str::from_utf8(tail) {
+                Ok(text) => text,
+                Err(e) => std::str::from_utf8(&tail[..e.valid_up_to()]).unwrap_or_default(),
+            };
+        }
+        match self.text.get(start - self.start..end - self.start) {
+            Some(s) => Ok(s),
+            // Not inside the run (or not on its character boundaries): on its own.
+            None => std::str::from_utf8(bytes).map_err(|_| Fault::InvalidUtf8),
+        }
     }
 }
 
