@@ -502,6 +502,7 @@ criterion_group! {
     config = config();
     targets = pprof_benches, stack_hash_benches
 }
+
 /// `INGEST_PATHS_COUNT=PATH:N` runs PATH (`decode_flat`, `decode_normalize` or
 /// `decode_normalize_known_stacks`, on the already gunzipped payload) N times and nothing
 /// else, for an instruction counter: `valgrind --tool=callgrind` of N and of 0 iterations,
