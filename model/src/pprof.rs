@@ -270,7 +270,8 @@ pub fn normalize_flat(
     // a stack's ID is then a hash of a few dozen integers, and its frames are built only if
     // the stack is new to the caller.
     let mut frames: Vec<FrameRef<'_>> = Vec::with_capacity(profile.lines.len() + 16);
-    // `frames[i].hash`, packed: what every sample reads, one cache line per eight frames.
+    // The [`frame_hash`] of each of `frames`, packed: what every sample reads, one cache line
+    // per eight frames (the frames themselves are read only for stacks new to the caller).
     let mut frame_hashes: Vec<u64> = Vec::with_capacity(profile.lines.len() + 16);
     // Location ID → the range of its frames (as u32s: the index is allocated per profile).
     let mut locations: IdIndex<(u32, u32)> = IdIndex::new(profile.locations.len());
@@ -284,9 +285,12 @@ pub fn normalize_flat(
                     function: line.function_id,
                 });
             };
-            let frame = FrameRef::new(Cow::Borrowed(name), file, line.line);
-            frame_hashes.push(frame.hash);
-            frames.push(frame);
+            frame_hashes.push(frame_hash(name, file, line.line));
+            frames.push(FrameRef {
+                function: Cow::Borrowed(name),
+                file,
+                line: line.line,
+            });
         }
         if lines.is_empty() {
             // Unsymbolized: name the frame by its address (and binary, when known).
@@ -296,9 +300,12 @@ pub fn normalize_flat(
             } else {
                 format!("{binary}+0x{:x}", loc.address)
             };
-            let frame = FrameRef::new(Cow::Owned(name), "", 0);
-            frame_hashes.push(frame.hash);
-            frames.push(frame);
+            frame_hashes.push(frame_hash(&name, "", 0));
+            frames.push(FrameRef {
+                function: Cow::Owned(name),
+                file: "",
+                line: 0,
+            });
         }
         if loc.id == 0 || !locations.insert(loc.id, (start as u32, frames.len() as u32)) {
             return Err(DecodeError::BadId {
@@ -403,24 +410,14 @@ pub fn normalize_flat(
     Ok(builder.finish(time_us, profile.duration_nanos.max(0) / 1_000))
 }
 
-/// A frame of a location, borrowed from the profile, with its [`frame_hash`].
+/// A frame of a location, borrowed from the profile.
 struct FrameRef<'a> {
-    hash: u64,
     function: Cow<'a, str>,
     file: &'a str,
     line: i64,
 }
 
 impl<'a> FrameRef<'a> {
-    fn new(function: Cow<'a, str>, file: &'a str, line: i64) -> Self {
-        Self {
-            hash: frame_hash(&function, file, line),
-            function,
-            file,
-            line,
-        }
-    }
-
     /// The owned frame; each distinct string becomes one shared allocation per profile.
     fn to_frame(&'a self, shared: &mut HashMap<&'a str, Arc<str>>) -> Frame {
         let mut share = |s: &'a str| shared.entry(s).or_insert_with(|| Arc::from(s)).clone();
