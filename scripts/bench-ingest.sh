@@ -36,29 +36,34 @@ rows="$(curl -s "http://$addr/api/v1/sql" -d 'SELECT COUNT(*) AS n FROM samples'
 
 floor_decode="$(field "$floor" decode_samples_per_sec)"
 floor_norm="$(field "$floor" normalize_samples_per_sec)"
+floor_ld="$(field "$floor" decode_libdeflate_samples_per_sec)"
 
 echo
 echo "Ingest, $(date -u +%Y-%m-%d), $(machine); load generator on the same cores;"
 echo "$clients clients, ${secs} s per protocol, default flush interval (500 ms); $rows sample rows stored."
 echo
-echo "| Run | pushes/s | samples/s | vs decode floor | ack p50 / p99 / max (ms) | refused | errors |"
-echo "|---|---|---|---|---|---|---|"
-printf '| decode floor (gunzip + prost decode) | %s | %s | 1.00 | | | |\n' \
+echo "| Run | pushes/s | samples/s | vs decode floor | vs libdeflate + prost | ack p50 / p99 / max (ms) | refused | errors |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '| decode floor (gunzip with flate2 + prost decode) | %s | %s | 1.00 | | | | |\n' \
   "$(field "$floor" decode_profiles_per_sec)" "$floor_decode"
-printf '| gunzip + flat decode (the ingester'"'"'s decoder) | %s | %s | %.2f | | | |\n' \
+printf '| gunzip with libdeflate (the ingester'"'"'s) + prost decode | %s | %s | %.2f | 1.00 | | | |\n' \
+  "$(field "$floor" decode_libdeflate_profiles_per_sec)" "$floor_ld" \
+  "$(python3 -c "print($floor_ld / $floor_decode)")"
+printf '| gunzip + flat decode (the ingester'"'"'s decoder) | %s | %s | %.2f | | | | |\n' \
   "$(field "$floor" flat_profiles_per_sec)" "$(field "$floor" flat_samples_per_sec)" \
   "$(python3 -c "print($(field "$floor" flat_samples_per_sec) / $floor_decode)")"
-printf '| decode + normalize (stack hashing) | %s | %s | %.2f | | | |\n' \
+printf '| decode + normalize (stack hashing) | %s | %s | %.2f | | | | |\n' \
   "$(field "$floor" normalize_profiles_per_sec)" "$floor_norm" \
   "$(python3 -c "print($floor_norm / $floor_decode)")"
-printf '| decode + normalize, every stack known (the ingester'"'"'s steady state) | %s | %s | %.2f | | | |\n' \
+printf '| decode + normalize, every stack known (the ingester'"'"'s steady state) | %s | %s | %.2f | | | | |\n' \
   "$(field "$floor" normalize_known_profiles_per_sec)" "$(field "$floor" normalize_known_samples_per_sec)" \
   "$(python3 -c "print($(field "$floor" normalize_known_samples_per_sec) / $floor_decode)")"
 for proto in connect grpc ingest; do
   r="${runs[$proto]}"
   sps="$(field "$r" samples_per_sec)"
-  printf '| ingest over %s | %s | %s | %.2f | %s / %s / %s | %s | %s |\n' "$proto" \
+  printf '| ingest over %s | %s | %s | %.2f | %.2f | %s / %s / %s | %s | %s |\n' "$proto" \
     "$(field "$r" pushes_per_sec)" "$sps" "$(python3 -c "print($sps / $floor_decode)")" \
+    "$(python3 -c "print($sps / $floor_ld)")" \
     "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(field "$r" max_ms)" \
     "$(field "$r" pushes_refused)" "$(field "$r" errors)"
 done

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  generate pool (before the clock starts) ─┬─ --dump DIR  → DIR/profile-NNN.pb.gz, exit
-//!                                           ├─ --floor     → N threads: decode_profile (prost),
+//!                                           ├─ --floor     → N threads: flate2 + prost (the
+//!                                           │                floor), libdeflate + prost,
 //!                                           │                then the ingester's flat decoder,
 //!                                           │                then decode_pprof (normalize), then
 //!                                           │                again with every stack known,
@@ -299,13 +300,25 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         duration.as_secs_f64()
     );
 
+    // The floor: the standard Rust stack, flate2 (zlib-rs) and prost, as it has been measured
+    // since the first figures in BENCHMARKS.md.
     let (n1, s1, t1) = floor_phase(pool, threads, duration, |i| {
-        let p = decode_profile(&pool[i].gz, limits.max_uncompressed_bytes).expect("decodes");
+        let p = decode_reference(&pool[i].gz, limits.max_uncompressed_bytes);
         std::hint::black_box(p.sample.len())
     });
     let (d_pps, d_sps) = (n1 as f64 / t1, s1 as f64 / t1);
     println!(
         "decode (gunzip + protobuf)    {d_pps:>10.1} profiles/s  {d_sps:>12.0} samples/s  ({n1} in {t1:.2} s)"
+    );
+    // The same prost decode after the ingester's gunzip (libdeflate, one call per member):
+    // what the floor would be with that gunzip, reported so either ratio can be read.
+    let (n5, s5, t5) = floor_phase(pool, threads, duration, |i| {
+        let p = decode_profile(&pool[i].gz, limits.max_uncompressed_bytes).expect("decodes");
+        std::hint::black_box(p.sample.len())
+    });
+    let (l_pps, l_sps) = (n5 as f64 / t5, s5 as f64 / t5);
+    println!(
+        "decode (libdeflate + protobuf){l_pps:>10.1} profiles/s  {l_sps:>12.0} samples/s  ({n5} in {t5:.2} s)"
     );
 
     // The ingester's own decoder: the same bytes into borrowed flat vectors (no per-sample or
@@ -354,6 +367,8 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
         "seconds": round3(duration.as_secs_f64()),
         "decode_profiles_per_sec": round3(d_pps),
         "decode_samples_per_sec": round3(d_sps),
+        "decode_libdeflate_profiles_per_sec": round3(l_pps),
+        "decode_libdeflate_samples_per_sec": round3(l_sps),
         "flat_profiles_per_sec": round3(f_pps),
         "flat_samples_per_sec": round3(f_sps),
         "normalize_profiles_per_sec": round3(n_pps),
@@ -363,6 +378,19 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
     });
     println!("RESULT {result}");
     Ok(())
+}
+
+/// The floor's decode: flate2's streaming gunzip, then prost into an owned `Profile`.
+fn decode_reference(gz: &[u8], max: usize) -> stackdrift_proto::pprof::Profile {
+    use prost::Message;
+    use std::io::Read;
+    let mut raw = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(max as u64 + 1)
+        .read_to_end(&mut raw)
+        .expect("gunzips");
+    assert!(raw.len() <= max, "over the decode limit");
+    stackdrift_proto::pprof::Profile::decode(raw.as_slice()).expect("decodes")
 }
 
 /// Pause of a client after a push that got no answer.

@@ -1259,6 +1259,79 @@ fn read_capped_is_identical_with_any_size_hint() {
     );
 }
 
+/// What flate2's multi-member decoder alone gives (the reference for `read_capped`, which
+/// decodes the usual single member with libdeflate and hands anything else to flate2).
+fn gunzip_reference(gz: &[u8], max: usize) -> Result<Vec<u8>, ()> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| ())?;
+    if out.len() > max { Err(()) } else { Ok(out) }
+}
+
+/// libdeflate reads only the first member and ignores what follows it: `read_capped` must
+/// still give every member, and reject trailing data, exactly as the streaming decoder does.
+#[test]
+fn read_capped_whole_buffer_path_agrees_with_streaming() {
+    use stackdrift_model::encode::gzip;
+    let raw: Vec<u8> = (0..100_000u32)
+        .map(|i| (i % 241) as u8 ^ (i >> 7) as u8)
+        .collect();
+    let one = gzip(&raw);
+    let same = |gz: &[u8], max: usize| {
+        let ours = read_capped(gz, max).map_err(|_| ());
+        let reference = gunzip_reference(gz, max);
+        let len = |r: &Result<Vec<u8>, ()>| r.as_ref().map(Vec::len).ok();
+        assert!(
+            ours == reference,
+            "input of {} bytes: {:?} against flate2's {:?}",
+            gz.len(),
+            len(&ours),
+            len(&reference)
+        );
+        ours
+    };
+    // Two identical members: the last trailer is also the first member's.
+    let mut twice = one.clone();
+    twice.extend_from_slice(&one);
+    assert_eq!(same(&twice, 1 << 20).unwrap().len(), 2 * raw.len());
+    // A member, then a copy of its own trailer, or other bytes: errors, not the first member.
+    let trailer = one[one.len() - 8..].to_vec();
+    for tail in [
+        trailer,
+        vec![0; 8],
+        vec![0x1f, 0x8b],
+        b"trailing".to_vec(),
+    ] {
+        let mut gz = one.clone();
+        gz.extend_from_slice(&tail);
+        assert!(same(&gz, 1 << 20).is_err(), "{tail:?}");
+    }
+    // An empty member after the first.
+    let mut gz = one.clone();
+    gz.extend_from_slice(&gzip(&[]));
+    assert_eq!(same(&gz, 1 << 20).unwrap(), raw);
+    // A trailer that understates the size: the buffer grows, the outcome is flate2's, and
+    // the cap still holds.
+    let mut small = one.clone();
+    let n = small.len();
+    small[n - 4..].copy_from_slice(&100u32.to_le_bytes());
+    assert!(same(&small, 1 << 20).is_err());
+    assert!(same(&small, 50_000).is_err());
+    // Truncated, and one byte flipped at many places.
+    for cut in [1, 4, 8, 9, 100, one.len() / 2, one.len() - 11] {
+        same(&one[..one.len() - cut], 1 << 20).unwrap_err();
+    }
+    // (From byte 2 on: before it, the input is no longer gzip and passes through raw.)
+    for at in (2..one.len()).step_by(997) {
+        let mut gz = one.clone();
+        gz[at] ^= 0x5a;
+        same(&gz, 1 << 20).ok();
+    }
+}
+
 #[test]
 fn real_profiler_fixtures_decode_like_prost() {
     for name in ["cpu_burn.pb.gz", "cpu_burn_raw.pb"] {
