@@ -1299,12 +1299,7 @@ fn read_capped_whole_buffer_path_agrees_with_streaming() {
     assert_eq!(same(&twice, 1 << 20).unwrap().len(), 2 * raw.len());
     // A member, then a copy of its own trailer, or other bytes: errors, not the first member.
     let trailer = one[one.len() - 8..].to_vec();
-    for tail in [
-        trailer,
-        vec![0; 8],
-        vec![0x1f, 0x8b],
-        b"trailing".to_vec(),
-    ] {
+    for tail in [trailer, vec![0; 8], vec![0x1f, 0x8b], b"trailing".to_vec()] {
         let mut gz = one.clone();
         gz.extend_from_slice(&tail);
         assert!(same(&gz, 1 << 20).is_err(), "{tail:?}");
