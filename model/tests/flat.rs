@@ -1327,6 +1327,49 @@ fn read_capped_whole_buffer_path_agrees_with_streaming() {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Random streams of gzip members (some repeated, some empty), maybe followed by junk
+    /// or by a copy of the last trailer, maybe with one byte flipped, under a random cap:
+    /// `read_capped` answers exactly as flate2's streaming decoder does.
+    #[test]
+    fn read_capped_agrees_with_streaming_on_member_streams(
+        members in prop::collection::vec((0usize..6_000, any::<u8>(), 1u8..8), 1..4),
+        repeat_first in any::<bool>(),
+        junk in prop::option::of(prop::collection::vec(any::<u8>(), 0..12)),
+        trailer_copy in any::<bool>(),
+        flip in prop::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+        cap in 1usize..30_000,
+    ) {
+        use stackdrift_model::encode::gzip;
+        let member = |&(len, seed, period): &(usize, u8, u8)| {
+            let raw: Vec<u8> = (0..len)
+                .map(|i| seed.wrapping_add((i % usize::from(period)) as u8) ^ (i >> 6) as u8)
+                .collect();
+            gzip(&raw)
+        };
+        let mut gz: Vec<u8> = members.iter().flat_map(member).collect();
+        if repeat_first {
+            gz.extend_from_slice(&member(&members[0]));
+        }
+        if trailer_copy {
+            let tail = gz[gz.len() - 8..].to_vec();
+            gz.extend_from_slice(&tail);
+        }
+        if let Some(junk) = junk {
+            gz.extend_from_slice(&junk);
+        }
+        if let Some((at, mask)) = flip {
+            // Not the magic number: before it, the input is no longer gzip at all.
+            let at = 2 + at.index(gz.len() - 2);
+            gz[at] ^= mask;
+        }
+        let ours = read_capped(&gz, cap).map_err(|_| ());
+        prop_assert!(ours == gunzip_reference(&gz, cap));
+    }
+}
+
 #[test]
 fn real_profiler_fixtures_decode_like_prost() {
     for name in ["cpu_burn.pb.gz", "cpu_burn_raw.pb"] {
