@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::json;
-use stackdrift_model::pprof::{FlatProfile, decode_profile, read_capped};
+use stackdrift_model::pprof::{FlatProfile, decode_profile, gunzip_streaming, read_capped};
 use stackdrift_model::{DecodeLimits, LabelLimits, Labels, SeriesContext, decode_pprof};
 
 use crate::generate::{GenConfig, Generator, Payload};
@@ -383,13 +383,7 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
 /// The floor's decode: flate2's streaming gunzip, then prost into an owned `Profile`.
 fn decode_reference(gz: &[u8], max: usize) -> stackdrift_proto::pprof::Profile {
     use prost::Message;
-    use std::io::Read;
-    let mut raw = Vec::new();
-    flate2::read::MultiGzDecoder::new(gz)
-        .take(max as u64 + 1)
-        .read_to_end(&mut raw)
-        .expect("gunzips");
-    assert!(raw.len() <= max, "over the decode limit");
+    let raw = gunzip_streaming(gz, max).expect("gunzips");
     stackdrift_proto::pprof::Profile::decode(raw.as_slice()).expect("decodes")
 }
 

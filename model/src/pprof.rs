@@ -81,8 +81,9 @@ pub fn read_capped(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
 }
 
 /// Gunzips with flate2 (zlib-rs), a stream of members of any number, stopping at `max + 1`
-/// bytes. Handles every input; [`gunzip_whole`] is faster for the usual one.
-fn gunzip_streaming(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
+/// bytes. Handles every input; [`gunzip_whole`] is faster for the usual one. Public for the
+/// load generator's decode floor, which is defined with this gunzip.
+pub fn gunzip_streaming(bytes: &[u8], max: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::with_capacity(gunzip_capacity(bytes, max));
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     MultiGzDecoder::new(bytes)
