@@ -9,7 +9,8 @@
 //!                                           │                then the ingester's flat decoder,
 //!                                           │                then decode_pprof (normalize), then
 //!                                           │                again with every stack known,
-//!                                           │                each for --duration
+//!                                           │                each for --duration (only the
+//!                                           │                first two: --denominators-only)
 //!                                           └─ run         → --clients closed-loop senders
 //!                                                            (optionally paced by --rate)
 //!  end: human summary + one `RESULT {json}` line
@@ -107,6 +108,11 @@ struct Args {
     /// Threads for --floor (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// With --floor: only the two decodes that ingest throughput is compared with (flate2 +
+    /// prost, libdeflate + prost), as `scripts/bench-ingest.sh` measures them right before
+    /// and after each push run.
+    #[arg(long, requires = "floor")]
+    denominators_only: bool,
     /// Backfill instead of a timed run: every service pushes one profile per
     /// --interval-secs, dated from this many hours ago up to now, each generated on the fly;
     /// --clients pushes in flight. The server must accept old profiles
@@ -200,7 +206,12 @@ fn main() -> anyhow::Result<()> {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        return floor(&pool, threads, Duration::from_secs_f64(args.duration));
+        return floor(
+            &pool,
+            threads,
+            Duration::from_secs_f64(args.duration),
+            args.denominators_only,
+        );
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -278,7 +289,12 @@ where
     )
 }
 
-fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result<()> {
+fn floor(
+    pool: &[Payload],
+    threads: usize,
+    duration: Duration,
+    denominators_only: bool,
+) -> anyhow::Result<()> {
     let limits = DecodeLimits::default();
     let labels: Vec<Labels> = pool
         .iter()
@@ -320,6 +336,19 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
     println!(
         "decode (libdeflate + protobuf){l_pps:>10.1} profiles/s  {l_sps:>12.0} samples/s  ({n5} in {t5:.2} s)"
     );
+    let mut result = json!({
+        "mode": "floor",
+        "threads": threads,
+        "seconds": round3(duration.as_secs_f64()),
+        "decode_profiles_per_sec": round3(d_pps),
+        "decode_samples_per_sec": round3(d_sps),
+        "decode_libdeflate_profiles_per_sec": round3(l_pps),
+        "decode_libdeflate_samples_per_sec": round3(l_sps),
+    });
+    if denominators_only {
+        println!("RESULT {result}");
+        return Ok(());
+    }
 
     // The ingester's own decoder: the same bytes into borrowed flat vectors (no per-sample or
     // per-string allocation). Reported next to the floor, which stays the prost decode.
@@ -361,21 +390,17 @@ fn floor(pool: &[Payload], threads: usize, duration: Duration) -> anyhow::Result
     println!(
         "decode + normalize, known     {k_pps:>10.1} profiles/s  {k_sps:>12.0} samples/s  ({n4} in {t4:.2} s)"
     );
-    let result = json!({
-        "mode": "floor",
-        "threads": threads,
-        "seconds": round3(duration.as_secs_f64()),
-        "decode_profiles_per_sec": round3(d_pps),
-        "decode_samples_per_sec": round3(d_sps),
-        "decode_libdeflate_profiles_per_sec": round3(l_pps),
-        "decode_libdeflate_samples_per_sec": round3(l_sps),
-        "flat_profiles_per_sec": round3(f_pps),
-        "flat_samples_per_sec": round3(f_sps),
-        "normalize_profiles_per_sec": round3(n_pps),
-        "normalize_samples_per_sec": round3(n_sps),
-        "normalize_known_profiles_per_sec": round3(k_pps),
-        "normalize_known_samples_per_sec": round3(k_sps),
+    let rest = json!({
+    "flat_profiles_per_sec": round3(f_pps),
+    "flat_samples_per_sec": round3(f_sps),
+    "normalize_profiles_per_sec": round3(n_pps),
+    "normalize_samples_per_sec": round3(n_sps),
+    "normalize_known_profiles_per_sec": round3(k_pps),
+    "normalize_known_samples_per_sec": round3(k_sps),
     });
+    if let (Some(all), serde_json::Value::Object(rest)) = (result.as_object_mut(), rest) {
+        all.extend(rest);
+    }
     println!("RESULT {result}");
     Ok(())
 }
