@@ -390,16 +390,15 @@ fn floor(
     println!(
         "decode + normalize, known     {k_pps:>10.1} profiles/s  {k_sps:>12.0} samples/s  ({n4} in {t4:.2} s)"
     );
-    let rest = json!({
-    "flat_profiles_per_sec": round3(f_pps),
-    "flat_samples_per_sec": round3(f_sps),
-    "normalize_profiles_per_sec": round3(n_pps),
-    "normalize_samples_per_sec": round3(n_sps),
-    "normalize_known_profiles_per_sec": round3(k_pps),
-    "normalize_known_samples_per_sec": round3(k_sps),
-    });
-    if let (Some(all), serde_json::Value::Object(rest)) = (result.as_object_mut(), rest) {
-        all.extend(rest);
+    for (key, value) in [
+        ("flat_profiles_per_sec", f_pps),
+        ("flat_samples_per_sec", f_sps),
+        ("normalize_profiles_per_sec", n_pps),
+        ("normalize_samples_per_sec", n_sps),
+        ("normalize_known_profiles_per_sec", k_pps),
+        ("normalize_known_samples_per_sec", k_sps),
+    ] {
+        result[key] = json!(round3(value));
     }
     println!("RESULT {result}");
     Ok(())
