@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use prometheus::Registry;
 use stackdrift_compactor::{Compactor, CompactorConfig, CompactorMetrics};
 use stackdrift_detector::detect::DetectConfig;
@@ -540,6 +541,7 @@ async fn run(role: Role, s: Settings) -> anyhow::Result<()> {
             tokio::spawn(async move { server.await })
         }
         None => {
+            let listener = listener.tap_io(|tcp| server::set_nodelay(tcp));
             let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
             tokio::spawn(async move { server.await })
         }

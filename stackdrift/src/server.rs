@@ -99,3 +99,13 @@ pub(crate) fn dispatch(http: Router, grpc: Router) -> Router {
     });
     Router::new().fallback_service(svc)
 }
+
+/// Turns Nagle's algorithm off on an accepted connection, as gRPC servers do: an HTTP/2
+/// response goes out as several frames, often in more than one write, and with Nagle a
+/// later write waits for the peer to acknowledge the first, which it may delay by up to
+/// 40 ms.
+pub(crate) fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "setting TCP_NODELAY");
+    }
+}

@@ -71,6 +71,7 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                crate::server::set_nodelay(&stream);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
