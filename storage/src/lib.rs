@@ -18,6 +18,7 @@ pub mod anomalies;
 pub mod config;
 pub mod error;
 pub mod maintenance;
+pub mod runs;
 pub mod schema;
 pub mod store;
 
