@@ -962,13 +962,7 @@ async fn write_partitions(
 ) -> Result<Vec<deltalake::kernel::Add>, DeltaTableError> {
     let mut writer = deltalake::operations::write::writer::DeltaWriter::new(store, config);
     while let Some((key, batch)) = chunks.recv().await {
-        let values: indexmap::IndexMap<String, Scalar> = [
-            ("tenant".to_owned(), Scalar::String(key.tenant)),
-            ("service_name".to_owned(), Scalar::String(key.service_name)),
-            ("day".to_owned(), Scalar::Date(key.day)),
-        ]
-        .into_iter()
-        .collect();
+        let values = partition_values(key);
         if let Err(e) = writer.write_partition(batch, &values).await {
             chunks.close();
             if let Err(abort) = writer.abort().await {
@@ -978,6 +972,17 @@ async fn write_partitions(
         }
     }
     writer.close().await
+}
+
+/// A `samples` partition's values, in partition column order, as Delta scalars.
+fn partition_values(key: SamplesPartition) -> indexmap::IndexMap<String, Scalar> {
+    [
+        ("tenant".to_owned(), Scalar::String(key.tenant)),
+        ("service_name".to_owned(), Scalar::String(key.service_name)),
+        ("day".to_owned(), Scalar::Date(key.day)),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Writes each partition of `groups` as one Parquet file (see [`runs_file`]), encoding up
@@ -1030,13 +1035,7 @@ async fn write_runs_files(
     let uploads = files.into_iter().map(|(key, bytes, stats)| {
         let store = store.clone();
         async move {
-            let values: indexmap::IndexMap<String, Scalar> = [
-                ("tenant".to_owned(), Scalar::String(key.tenant)),
-                ("service_name".to_owned(), Scalar::String(key.service_name)),
-                ("day".to_owned(), Scalar::Date(key.day)),
-            ]
-            .into_iter()
-            .collect();
+            let values = partition_values(key);
             let dir = values
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.serialize_encoded()))
