@@ -308,31 +308,101 @@ async fn concurrent_appends_land_once_each() {
     assert_eq!(versions, (2..=9).collect::<Vec<u64>>(), "one commit each");
     assert_eq!(store.committed_appends().await.unwrap(), Some(9));
 
+    let per_profile = profile(&base).profile.sample_count() as i64;
+    assert_cpu_burns_stored(config, 9, &[("-", 8 * per_profile), ("eu", per_profile)]).await;
+}
+
+/// Two writers on one table, as two ingesters: each append takes the next version free of
+/// the other's commits (reading them, or reloading the table when far behind); a label
+/// column added by the other is noticed (the append is encoded again against the new
+/// schema); the table's checkpoint interval (20) is kept, by checkpoints written in the
+/// background; and a fresh reader sees every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_interleave_and_checkpoints_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig::local(dir.path().join("data"));
+    let a = Store::open(config.clone()).await.unwrap();
+    let b = Store::open(config.clone()).await.unwrap();
+    let base = labels(&[("service_name", "cpu-burn"), ("env", "test")]);
+    let with_region = labels(&[
+        ("service_name", "cpu-burn"),
+        ("env", "test"),
+        ("region", "eu"),
+    ]);
+    let profile = |l: &Labels| TenantProfile {
+        tenant: "acme".into(),
+        profile: decode(&fixture("cpu_burn.pb.gz"), l),
+    };
+    let mut versions = Vec::new();
+    for i in 0..12 {
+        versions.push(a.append(&[profile(&base)]).await.unwrap().samples_version);
+        if i % 3 == 2 {
+            versions.push(b.append(&[profile(&base)]).await.unwrap().samples_version);
+        }
+    }
+    // `b` adds a column; `a` has not seen it and encodes its next append without it.
+    versions.push(
+        b.append(&[profile(&with_region)])
+            .await
+            .unwrap()
+            .samples_version,
+    );
+    for _ in 0..8 {
+        versions.push(a.append(&[profile(&base)]).await.unwrap().samples_version);
+    }
+    // `b`, eight versions behind, reloads the table instead of reading each of them.
+    versions.push(b.append(&[profile(&base)]).await.unwrap().samples_version);
+    let expected: Vec<Option<u64>> = (1..=26).map(Some).collect();
+    assert_eq!(
+        versions, expected,
+        "one version each, in order, none skipped"
+    );
+    // 20 appends by `a`; the one that met `b`'s new column took a second number.
+    assert_eq!(a.committed_appends().await.unwrap(), Some(21));
+    assert_eq!(b.committed_appends().await.unwrap(), Some(6));
+
+    let log = dir.path().join("data/samples/_delta_log");
+    let checkpoint = log.join(format!("{:020}.checkpoint.parquet", 19));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint at version 19 in {}",
+            log.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let per_profile = profile(&base).profile.sample_count() as i64;
+    assert_cpu_burns_stored(config, 26, &[("-", 25 * per_profile), ("eu", per_profile)]).await;
+}
+
+/// A fresh reader of `config` finds `copies` times the `cpu_burn.pb.gz` fixture's function
+/// totals for tenant `acme`, service `cpu-burn`, and these sample rows per `region` ("-"
+/// for none).
+async fn assert_cpu_burns_stored(config: StorageConfig, copies: i64, regions: &[(&str, i64)]) {
     let p = decode_profile(&fixture("cpu_burn.pb.gz"), 1 << 30).unwrap();
-    let times9: BTreeMap<String, (i64, i64)> = function_totals(&p, "cpu")
+    let expected: BTreeMap<String, (i64, i64)> = function_totals(&p, "cpu")
         .into_iter()
-        .map(|(k, (s, t))| (k, (s * 9, t * 9)))
+        .map(|(k, (s, t))| (k, (s * copies, t * copies)))
         .collect();
     let reader = Store::open(config).await.unwrap();
     let ctx = SessionContext::new();
     reader.register(&ctx, None).await.unwrap();
     assert_eq!(
         sql::function_totals(&ctx, "acme", "cpu-burn", CPU).await,
-        times9
+        expected
     );
-    let regions = sql::rows3(
+    let stored = sql::rows3(
         &ctx,
         "SELECT COALESCE(region, '-'), COUNT(*), 0 FROM samples GROUP BY 1 ORDER BY 1",
     )
     .await;
-    let per_profile = profile(&base).profile.sample_count() as i64;
-    assert_eq!(
-        regions,
-        vec![
-            ("-".to_owned(), 8 * per_profile, 0),
-            ("eu".to_owned(), per_profile, 0)
-        ]
-    );
+    let expected: Vec<(String, i64, i64)> = regions
+        .iter()
+        .map(|(r, n)| ((*r).to_owned(), *n, 0))
+        .collect();
+    assert_eq!(stored, expected);
 }
 
 /// A flush bigger than one encoder chunk (`SAMPLES_CHUNK_ROWS`) in several partitions: each
