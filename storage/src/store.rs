@@ -366,18 +366,12 @@ impl Store {
             TransactionError::CommitConflict(CommitConflictError::MetadataChanged).into()
         };
         let mut taken = 0;
-        let failed = loop {
+        let outcome: Result<(), DeltaTableError> = loop {
             match log_store
                 .write_commit_entry(version, entry.clone(), operation_id)
                 .await
             {
-                Ok(()) => {
-                    self.samples_seen.store(version, Ordering::SeqCst);
-                    if (version + 1).is_multiple_of(interval) {
-                        self.checkpoint_in_background(table, version);
-                    }
-                    return Ok(Some(version));
-                }
+                Ok(()) => break Ok(()),
                 Err(TransactionError::VersionAlreadyExists(_)) if taken < COMMIT_RETRIES => {
                     taken += 1;
                     if taken % RELOAD_AFTER_TAKEN == 0 {
@@ -386,28 +380,47 @@ impl Store {
                         table.update_incremental(None).await?;
                         let state = table.snapshot()?;
                         if (state.metadata(), state.protocol()) != (&definition.0, &definition.1) {
-                            break conflict();
+                            break Err(conflict());
                         }
                         version = state.version().max(version) + 1;
                         continue;
                     }
                     let theirs = log_store.read_commit_entry(version).await?;
+                    if theirs
+                        .as_deref()
+                        .is_some_and(|e| holds_transaction(e, &self.writer_id, txn))
+                    {
+                        // This very commit: an earlier try stored it and lost the answer
+                        // (the object store's own retry then finds the version taken).
+                        break Ok(());
+                    }
                     if theirs.as_deref().is_none_or(changes_table_definition) {
-                        break conflict();
+                        break Err(conflict());
                     }
                     self.samples_seen.store(version, Ordering::SeqCst);
                     version += 1;
                 }
                 Err(TransactionError::VersionAlreadyExists(_)) => {
-                    break TransactionError::MaxCommitAttempts(COMMIT_RETRIES as i32).into();
+                    break Err(TransactionError::MaxCommitAttempts(COMMIT_RETRIES as i32).into());
                 }
-                Err(e) => break e.into(),
+                Err(e) => break Err(e.into()),
             }
         };
-        let _ = log_store
-            .abort_commit_entry(version, entry, operation_id)
-            .await;
-        Err(failed)
+        match outcome {
+            Ok(()) => {
+                self.samples_seen.store(version, Ordering::SeqCst);
+                if (version + 1).is_multiple_of(interval) {
+                    self.checkpoint_in_background(table, version);
+                }
+                Ok(Some(version))
+            }
+            Err(failed) => {
+                let _ = log_store
+                    .abort_commit_entry(version, entry, operation_id)
+                    .await;
+                Err(failed)
+            }
+        }
     }
 
     /// Writes the samples checkpoint for `version` (and deletes log entries past their
@@ -1070,6 +1083,20 @@ async fn provider_of(
         .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
 }
 
+/// Whether the Delta log entry `entry` holds the transaction action `(app_id, txn)`: a
+/// commit of this process's `append` number `txn`.
+fn holds_transaction(entry: &[u8], app_id: &str, txn: i64) -> bool {
+    entry.split(|b| *b == b'\n').any(|line| {
+        serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|action| {
+                let t = action.get("txn")?;
+                Some(t.get("appId")?.as_str()? == app_id && t.get("version")?.as_i64()? == txn)
+            })
+            .unwrap_or(false)
+    })
+}
+
 /// Whether the Delta log entry `entry` (newline-delimited JSON actions) changes the table's
 /// schema or protocol; an unreadable entry counts as a change.
 fn changes_table_definition(entry: &[u8]) -> bool {
@@ -1568,6 +1595,36 @@ mod tests {
         ));
         // What cannot be read is taken for a change (the caller then reloads the table).
         assert!(changes_table_definition(b"{\"add\":"));
+    }
+
+    #[test]
+    fn a_commit_is_recognized_by_its_transaction_action() {
+        let entry = concat!(
+            r#"{"add":{"path":"a.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true}}"#,
+            "\n",
+            r#"{"txn":{"appId":"stackdrift-ingest-1","version":7,"lastUpdated":1}}"#,
+            "\n",
+        );
+        assert!(holds_transaction(
+            entry.as_bytes(),
+            "stackdrift-ingest-1",
+            7
+        ));
+        assert!(!holds_transaction(
+            entry.as_bytes(),
+            "stackdrift-ingest-1",
+            6
+        ));
+        assert!(!holds_transaction(
+            entry.as_bytes(),
+            "stackdrift-ingest-2",
+            7
+        ));
+        assert!(!holds_transaction(
+            br#"{"commitInfo":{}}"#,
+            "stackdrift-ingest-1",
+            7
+        ));
     }
 
     #[test]
