@@ -386,19 +386,16 @@ impl Store {
                         continue;
                     }
                     let theirs = log_store.read_commit_entry(version).await?;
-                    if theirs
-                        .as_deref()
-                        .is_some_and(|e| holds_transaction(e, &self.writer_id, txn))
-                    {
-                        // This very commit: an earlier try stored it and lost the answer
-                        // (the object store's own retry then finds the version taken).
-                        break Ok(());
+                    match theirs.map(|e| taken_by(&e, version, &self.writer_id, txn)) {
+                        // The object store's own retry found the version taken by the try
+                        // whose answer it lost.
+                        Some(Taken::ByThisCommit) => break Ok(()),
+                        Some(Taken::Compatibly) => {
+                            self.samples_seen.store(version, Ordering::SeqCst);
+                            version += 1;
+                        }
+                        Some(Taken::WithNewDefinition) | None => break Err(conflict()),
                     }
-                    if theirs.as_deref().is_none_or(changes_table_definition) {
-                        break Err(conflict());
-                    }
-                    self.samples_seen.store(version, Ordering::SeqCst);
-                    version += 1;
                 }
                 Err(TransactionError::VersionAlreadyExists(_)) => {
                     break Err(TransactionError::MaxCommitAttempts(COMMIT_RETRIES as i32).into());
@@ -1083,32 +1080,39 @@ async fn provider_of(
         .map_err(|e| StorageError::Internal(format!("table provider for {name}: {e}")))
 }
 
-/// Whether the Delta log entry `entry` holds the transaction action `(app_id, txn)`: a
-/// commit of this process's `append` number `txn`.
-fn holds_transaction(entry: &[u8], app_id: &str, txn: i64) -> bool {
-    entry.split(|b| *b == b'\n').any(|line| {
-        serde_json::from_slice::<serde_json::Value>(line)
-            .ok()
-            .and_then(|action| {
-                let t = action.get("txn")?;
-                Some(t.get("appId")?.as_str()? == app_id && t.get("version")?.as_i64()? == txn)
-            })
-            .unwrap_or(false)
-    })
+/// What a version an append wanted holds, when another commit took it first.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    /// This very append (its transaction action `(app_id, txn)`): an earlier try stored it
+    /// and lost the answer.
+    ByThisCommit,
+    /// Another writer's commit that changes neither schema nor protocol: step over it.
+    Compatibly,
+    /// A schema or protocol change, or an entry that cannot be read: the append must be
+    /// prepared again against the new table.
+    WithNewDefinition,
 }
 
-/// Whether the Delta log entry `entry` (newline-delimited JSON actions) changes the table's
-/// schema or protocol; an unreadable entry counts as a change.
-fn changes_table_definition(entry: &[u8]) -> bool {
-    entry
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .any(|line| {
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
-                .map_or(true, |action| {
-                    action.contains_key("metaData") || action.contains_key("protocol")
-                })
-        })
+/// Reads the log entry `entry` of `version` (delta-rs' parser) for [`Store::commit_adds`].
+fn taken_by(entry: &bytes::Bytes, version: u64, app_id: &str, txn: i64) -> Taken {
+    use deltalake::kernel::Action;
+
+    let Ok(actions) = deltalake::logstore::get_actions(version, entry) else {
+        return Taken::WithNewDefinition;
+    };
+    if actions
+        .iter()
+        .any(|a| matches!(a, Action::Txn(t) if t.app_id == app_id && t.version == txn))
+    {
+        Taken::ByThisCommit
+    } else if actions
+        .iter()
+        .any(|a| matches!(a, Action::Metadata(_) | Action::Protocol(_)))
+    {
+        Taken::WithNewDefinition
+    } else {
+        Taken::Compatibly
+    }
 }
 
 /// Cores this process may use (read once: on Linux it reads the cgroup's CPU quota).
@@ -1575,56 +1579,40 @@ mod tests {
     use crate::schema::samples_rows;
 
     #[test]
-    fn only_schema_and_protocol_actions_change_the_table_definition() {
-        let append = concat!(
-            r#"{"add":{"path":"a.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true}}"#,
-            "\n",
-            r#"{"txn":{"appId":"x","version":3}}"#,
-            "\n",
-            r#"{"commitInfo":{"operation":"WRITE"}}"#,
-            "\n",
-        );
-        assert!(!changes_table_definition(append.as_bytes()));
-        assert!(!changes_table_definition(
-            br#"{"remove":{"path":"a.parquet"}}"#
-        ));
-        let merge = format!("{append}{}\n", r#"{"metaData":{"id":"t"}}"#);
-        assert!(changes_table_definition(merge.as_bytes()));
-        assert!(changes_table_definition(
-            br#"{"protocol":{"minReaderVersion":3,"minWriterVersion":7}}"#
-        ));
-        // What cannot be read is taken for a change (the caller then reloads the table).
-        assert!(changes_table_definition(b"{\"add\":"));
-    }
+    fn a_taken_version_is_read_for_schema_changes_and_this_commit() {
+        let taken = |lines: &[&str]| {
+            let entry = bytes::Bytes::from(lines.join("\n") + "\n");
+            taken_by(&entry, 5, "stackdrift-ingest-1", 7)
+        };
+        let add = r#"{"add":{"path":"a.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true}}"#;
+        let info = r#"{"commitInfo":{"operation":"WRITE"}}"#;
+        let txn = |app: &str, n: i64| format!(r#"{{"txn":{{"appId":"{app}","version":{n}}}}}"#);
+        let metadata = r#"{"metaData":{"id":"t","format":{"provider":"parquet","options":{}},"schemaString":"{\"type\":\"struct\",\"fields\":[]}","partitionColumns":[],"configuration":{},"createdTime":1}}"#;
+        let protocol = r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#;
 
-    #[test]
-    fn a_commit_is_recognized_by_its_transaction_action() {
-        let entry = concat!(
-            r#"{"add":{"path":"a.parquet","partitionValues":{},"size":1,"modificationTime":1,"dataChange":true}}"#,
-            "\n",
-            r#"{"txn":{"appId":"stackdrift-ingest-1","version":7,"lastUpdated":1}}"#,
-            "\n",
+        // Other writers' appends and compactions are stepped over.
+        assert_eq!(taken(&[add, &txn("x", 3), info]), Taken::Compatibly);
+        assert_eq!(
+            taken(&[r#"{"remove":{"path":"a.parquet","dataChange":true}}"#]),
+            Taken::Compatibly
         );
-        assert!(holds_transaction(
-            entry.as_bytes(),
-            "stackdrift-ingest-1",
-            7
-        ));
-        assert!(!holds_transaction(
-            entry.as_bytes(),
-            "stackdrift-ingest-1",
-            6
-        ));
-        assert!(!holds_transaction(
-            entry.as_bytes(),
-            "stackdrift-ingest-2",
-            7
-        ));
-        assert!(!holds_transaction(
-            br#"{"commitInfo":{}}"#,
-            "stackdrift-ingest-1",
-            7
-        ));
+        // Schema and protocol changes are not.
+        assert_eq!(taken(&[add, info, metadata]), Taken::WithNewDefinition);
+        assert_eq!(taken(&[protocol]), Taken::WithNewDefinition);
+        // What cannot be read is taken for a change (the caller then reloads the table).
+        assert_eq!(taken(&["{\"add\":"]), Taken::WithNewDefinition);
+        // This append's own transaction action: the commit is there; another number of
+        // this process or another process's number is someone else's commit.
+        let mine = txn("stackdrift-ingest-1", 7);
+        assert_eq!(taken(&[add, &mine]), Taken::ByThisCommit);
+        assert_eq!(
+            taken(&[add, &txn("stackdrift-ingest-1", 6)]),
+            Taken::Compatibly
+        );
+        assert_eq!(
+            taken(&[add, &txn("stackdrift-ingest-2", 7)]),
+            Taken::Compatibly
+        );
     }
 
     #[test]
